@@ -1,0 +1,91 @@
+/*
+ * model.h - hyperparameters and weights of a llama or qwen2 GGUF model.
+ *
+ * model_open() validates the metadata and every tensor the architecture
+ * needs (name, type, shape), then copies the weights once into memory the
+ * model owns; the file is not mapped and can change on disk afterwards.
+ * 1-D tensors (norms, biases, rope frequency factors) are kept as float32.
+ */
+#ifndef HEARTH_MODEL_H
+#define HEARTH_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "gguf.h"
+#include "tokenizer.h"
+
+enum model_arch {
+	MODEL_ARCH_LLAMA = 1,	/* Llama 2/3, TinyLlama, Mistral, R1-Distill-Llama */
+	MODEL_ARCH_QWEN2 = 2,	/* Qwen2/2.5, R1-Distill-Qwen */
+};
+
+struct model_hparams {
+	enum model_arch	 arch;
+	uint32_t	 n_vocab;	/* rows of token_embd */
+	uint32_t	 n_ctx_train;	/* <arch>.context_length */
+	uint32_t	 n_embd;	/* model dim */
+	uint32_t	 n_layer;
+	uint32_t	 n_head;	/* query heads */
+	uint32_t	 n_head_kv;	/* key/value heads (GQA when < n_head) */
+	uint32_t	 head_dim;	/* <arch>.attention.key_length or n_embd/n_head */
+	uint32_t	 n_ff;		/* feed-forward dim */
+	uint32_t	 n_rot;		/* rotated dims per head (<= head_dim) */
+	float		 rms_eps;
+	float		 rope_base;	/* <arch>.rope.freq_base */
+	float		 rope_freq_scale;	/* 1 / linear scaling factor */
+	bool		 rope_neox;	/* pairs (i, i+n_rot/2) instead of (2i, 2i+1) */
+};
+
+/* A weight matrix of rows x cols in its GGUF type (resident memory). */
+struct model_weight {
+	uint32_t	 type;		/* enum kern_type */
+	uint32_t	 rows;		/* output features (GGUF ne[1]) */
+	uint32_t	 cols;		/* input features (GGUF ne[0]) */
+	const void	*data;		/* rows * kern_row_bytes(type, cols) */
+};
+
+struct model_layer {
+	const float		*attn_norm;	/* [n_embd] */
+	struct model_weight	 wq;		/* [n_head*head_dim] x [n_embd] */
+	struct model_weight	 wk;		/* [n_head_kv*head_dim] x [n_embd] */
+	struct model_weight	 wv;		/* [n_head_kv*head_dim] x [n_embd] */
+	struct model_weight	 wo;		/* [n_embd] x [n_head*head_dim] */
+	const float		*bq;		/* [n_head*head_dim] or NULL (qwen2) */
+	const float		*bk;		/* [n_head_kv*head_dim] or NULL */
+	const float		*bv;		/* [n_head_kv*head_dim] or NULL */
+	const float		*ffn_norm;	/* [n_embd] */
+	struct model_weight	 w_gate;	/* [n_ff] x [n_embd] */
+	struct model_weight	 w_up;		/* [n_ff] x [n_embd] */
+	struct model_weight	 w_down;	/* [n_embd] x [n_ff] */
+};
+
+struct model {
+	char			*path;
+	struct gguf		*gguf;		/* metadata (kept for show) */
+	struct tok		*tok;
+	struct model_hparams	 hp;
+	struct model_weight	 tok_embd;	/* [n_vocab] x [n_embd] */
+	const float		*output_norm;	/* [n_embd] */
+	struct model_weight	 output;	/* [n_vocab] x [n_embd]; tok_embd if tied */
+	bool			 tied;		/* output shares token_embd */
+	float			*rope_freq;	/* [n_rot/2] theta_i per position */
+	struct model_layer	*layers;	/* [n_layer] */
+	void			*mem;		/* all weights, one allocation */
+	size_t			 mem_size;
+	uint64_t		 n_params;	/* elements of all weights */
+};
+
+/* Progress callback for loading: bytes copied so far of total. Return
+ * nonzero to cancel (model_open then fails with -ECANCELED). */
+typedef int (*model_progress_fn)(uint64_t done, uint64_t total, void *arg);
+
+int  model_open(const char *path, model_progress_fn progress, void *arg,
+	    struct model **out, struct eng_err *err);
+void model_free(struct model *m);	/* accepts NULL */
+
+const char *model_arch_name(enum model_arch arch);
+
+#endif /* HEARTH_MODEL_H */

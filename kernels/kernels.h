@@ -1,0 +1,141 @@
+/*
+ * kernels.h - weight types, block layouts and the numeric operations of
+ * the forward pass.
+ *
+ * Every operation has a scalar reference (suffix _ref, kernels/ref.c) that
+ * is the truth faster versions are tested against. Block layouts are
+ * bit-exact with the GGUF files llama.cpp writes (type ids are GGML's).
+ *
+ * Conventions: a weight matrix of `rows` x `cols` is stored row-major as
+ * `rows` rows of kern_row_bytes(type, cols) bytes each; cols must be a
+ * multiple of the type's block size. Activations are float32.
+ */
+#ifndef HEARTH_KERNELS_H
+#define HEARTH_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight types the engine computes with; values are GGML type ids. */
+enum kern_type {
+	KERN_TYPE_F32  = 0,
+	KERN_TYPE_F16  = 1,
+	KERN_TYPE_Q4_0 = 2,
+	KERN_TYPE_Q8_0 = 8,
+	KERN_TYPE_Q4_K = 12,
+	KERN_TYPE_Q6_K = 14,
+	KERN_TYPE_BF16 = 30,
+};
+
+#define KERN_QK4_0 32		/* elements per Q4_0 block */
+#define KERN_QK8_0 32		/* elements per Q8_0 block */
+#define KERN_QK_K  256		/* elements per K-quant super-block */
+#define KERN_K_SCALE_SIZE 12	/* packed 6-bit scales/mins of Q4_K */
+
+/* Q4_0: x = d * (q - 8), q in 0..15; element j in low nibble of qs[j],
+ * element j+16 in high nibble of qs[j]. 18 bytes. */
+struct kern_block_q4_0 {
+	uint16_t d;			/* fp16 scale */
+	uint8_t  qs[KERN_QK4_0 / 2];	/* 4-bit quants */
+};
+
+/* Q8_0: x = d * q. 34 bytes. */
+struct kern_block_q8_0 {
+	uint16_t d;			/* fp16 scale */
+	int8_t   qs[KERN_QK8_0];	/* 8-bit quants */
+};
+
+/* Q4_K: 8 sub-blocks of 32, x = d*sc*q - dmin*m with 6-bit sc, m packed
+ * in scales[12]. 144 bytes. */
+struct kern_block_q4_k {
+	uint16_t d;				/* fp16 super-scale of scales */
+	uint16_t dmin;				/* fp16 super-scale of mins */
+	uint8_t  scales[KERN_K_SCALE_SIZE];	/* 6-bit scales and mins */
+	uint8_t  qs[KERN_QK_K / 2];		/* 4-bit quants */
+};
+
+/* Q6_K: 16 sub-blocks of 16, x = d * scales[i] * (q - 32), q 6-bit
+ * split in low 4 bits (ql) and high 2 bits (qh). 210 bytes. */
+struct kern_block_q6_k {
+	uint8_t  ql[KERN_QK_K / 2];	/* low 4 bits of quants */
+	uint8_t  qh[KERN_QK_K / 4];	/* high 2 bits of quants */
+	int8_t   scales[KERN_QK_K / 16];	/* 8-bit sub-block scales */
+	uint16_t d;			/* fp16 super-scale */
+};
+
+/* --- types ------------------------------------------------------------ */
+
+/* True for the types above. */
+bool kern_type_supported(uint32_t type);
+/* "f32", "q4_k", ...; "?" for anything unsupported. */
+const char *kern_type_name(uint32_t type);
+/* Elements per block (1 for F32/F16/BF16); 0 if unsupported. */
+size_t kern_type_block_elems(uint32_t type);
+/* Bytes per block; 0 if unsupported. */
+size_t kern_type_block_bytes(uint32_t type);
+/* Bytes of one row of n elements; 0 if unsupported or n not a multiple
+ * of the block size. */
+size_t kern_row_bytes(uint32_t type, size_t n);
+
+/* --- scalar conversions ------------------------------------------------ */
+
+float    kern_fp16_to_fp32(uint16_t h);
+uint16_t kern_fp32_to_fp16(float f);	/* round to nearest even */
+float    kern_bf16_to_fp32(uint16_t h);
+uint16_t kern_fp32_to_bf16(float f);	/* round to nearest even, NaN kept */
+
+/* --- quantize (kernels/quant.c) ---------------------------------------- */
+
+/*
+ * Quantize n floats (n a multiple of the block size) into dst, which
+ * holds kern_row_bytes(type, n) bytes. Returns 0 or -EINVAL.
+ */
+int kern_quantize_row(uint32_t type, const float *src, void *dst, size_t n);
+
+/*
+ * Largest input magnitude the block types (Q4_0, Q8_0, Q4_K, Q6_K)
+ * accept: with it every fp16 scale they store is finite. Larger or
+ * non-finite inputs make kern_quantize_row return -EINVAL (dst
+ * untouched); F32/F16/BF16 take any value (F16 rounds big ones to inf).
+ */
+#define KERN_QUANT_MAX_ABS	65504.0f
+
+/* --- references (kernels/ref.c) ---------------------------------------- */
+
+/* dst[n] = the values of one row of n elements of `type`. */
+void  kern_dequant_row_ref(uint32_t type, const void *src, float *dst,
+	    size_t n);
+/* sum over i < n of row[i] * x[i], row of `type`, x float32. */
+float kern_dot_ref(uint32_t type, const void *row, const float *x, size_t n);
+
+/*
+ * y = W x for n_x activation vectors:
+ *   w: rows x cols of `type`;  x: [n_x][cols];  y: [n_x][rows].
+ * y[i*rows + r] = kern_dot(type, row r, x + i*cols, cols); each output is
+ * computed the same way whatever n_x is (batch-independent results).
+ */
+void kern_matmul_ref(uint32_t type, const void *w, size_t rows, size_t cols,
+	    const float *x, size_t n_x, float *y);
+
+/* out[n] = x / sqrt(mean(x^2) + eps) * w.  out may alias x. */
+void kern_rmsnorm_ref(float *out, const float *x, const float *w, size_t n,
+	    float eps);
+/* x[n] = softmax(x), in place, max-subtracted. */
+void kern_softmax_ref(float *x, size_t n);
+/* gate[n] = silu(gate) * up. */
+void kern_silu_mul_ref(float *gate, const float *up, size_t n);
+/* y[n] += x[n]. */
+void kern_add_ref(float *y, const float *x, size_t n);
+
+/*
+ * Rotary position embedding, in place, for n_heads heads of head_dim
+ * floats each (x: [n_heads][head_dim]). The first n_rot dimensions of
+ * each head rotate; theta_i = pos * freq[i] for i < n_rot/2.
+ *   neox == false: pairs (2i, 2i+1)          (llama layout)
+ *   neox == true:  pairs (i, i + n_rot/2)    (qwen2 layout)
+ */
+void kern_rope_ref(float *x, size_t n_heads, size_t head_dim, size_t n_rot,
+	    int32_t pos, const float *freq, bool neox);
+
+#endif /* HEARTH_KERNELS_H */
