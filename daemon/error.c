@@ -33,6 +33,8 @@ err_prefix(struct eng_err *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+	/* the message may be cut; it stays NUL-terminated */
+	if (snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old) < 0)
+		err->msg[0] = '\0';
 	return code;
 }

@@ -99,8 +99,10 @@ struct gguf {
 /*
  * Open and validate path. On success *out owns the file descriptor; on
  * failure *out is untouched and err says why. Errors: -ENOENT/-EACCES...
- * from open, -EINVAL for a malformed file, -EFBIG/-E2BIG past a cap,
- * -ENOMEM.
+ * from open, -EISDIR for a directory, -EINVAL for anything else that is
+ * not a regular file and for a malformed or truncated file, -E2BIG for
+ * a key, tensor or array count past its cap, -EFBIG for a string past
+ * its cap, -EIO if the file changes while read, -ENOMEM.
  */
 int  gguf_open(const char *path, struct gguf **out, struct eng_err *err);
 void gguf_close(struct gguf *g);	/* accepts NULL */
