@@ -27,6 +27,12 @@ struct mkm_spec {
 	uint32_t	 out_type;	/* output.weight type */
 	bool		 tied;		/* no output.weight: use token_embd */
 	bool		 rope_freqs;	/* write a rope_freqs.weight tensor */
+	/*
+	 * With wtype Q4_K: store attn_v and ffn_down of the layers that
+	 * llama.cpp's Q4_K_M gives more bits in Q6_K, as llama-quantize
+	 * does (default false).
+	 */
+	bool		 mix_q6_k;
 	uint64_t	 seed;
 	/*
 	 * Copy every tokenizer.* key from this GGUF (NULL: synthesize a
@@ -37,7 +43,13 @@ struct mkm_spec {
 	uint32_t	 n_vocab;	/* used when vocab_from is NULL */
 };
 
-/* Defaults: llama, 64 dim, 2 layers, 4 heads, 2 kv heads, f32. */
+/*
+ * Defaults: llama, 64 dim, 128 ff, 2 layers, 4 heads, 2 kv heads, context
+ * 512, eps 1e-5, rope base 10000, f32, seed 1, a synthesized vocabulary
+ * of 512. Weights come from a generator per tensor seeded by seed and the
+ * tensor name, so the same seed and shape give the same underlying floats
+ * in every type (quantized twins), tied or not.
+ */
 void mkm_spec_default(struct mkm_spec *s);
 /* Write the model to path. 0 or a negative errno with a message. */
 int  mkm_write(const struct mkm_spec *s, const char *path,
