@@ -8,7 +8,7 @@
  *     xb = rmsnorm(x) * attn_norm
  *     q = Wq xb + bq,  k = Wk xb + bk,  v = Wv xb + bv
  *     rotate q and k by their positions (rope)
- *     append k, v to the cache
+ *     append k, v to the cache (fp16)
  *     att_out = softmax(q . K^T / sqrt(head_dim)) V    causal, GQA
  *     x += Wo att_out
  *     xb = rmsnorm(x) * ffn_norm
@@ -44,8 +44,8 @@ fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out)
 	kv->n_ctx = n_ctx;
 	kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
 	n = (size_t)kv->n_layer * n_ctx * kv->kv_dim;
-	kv->k = malloc(n * sizeof(float));
-	kv->v = malloc(n * sizeof(float));
+	kv->k = malloc(n * sizeof(uint16_t));
+	kv->v = malloc(n * sizeof(uint16_t));
 	if (kv->k == NULL || kv->v == NULL) {
 		fwd_kv_free(kv);
 		return -ENOMEM;
@@ -69,6 +69,19 @@ fwd_kv_truncate(struct fwd_kv *kv, uint32_t n)
 {
 	if (n < kv->n_past)
 		kv->n_past = n;
+}
+
+/* The widest input of any matrix product. */
+static size_t
+fwd_max_cols(const struct model_hparams *hp)
+{
+	size_t c = hp->n_embd;
+
+	if ((size_t)hp->n_head * hp->head_dim > c)
+		c = (size_t)hp->n_head * hp->head_dim;
+	if (hp->n_ff > c)
+		c = hp->n_ff;
+	return c;
 }
 
 int
@@ -100,9 +113,12 @@ fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
 	f->hb2 = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
 	f->logits = malloc((size_t)(all_logits ? n_batch : 1) * hp->n_vocab *
 	    sizeof(float));
+	/* quantized activations are never larger than float32 ones */
+	f->xq = malloc((size_t)n_batch * fwd_max_cols(hp) * sizeof(float));
 	if (f->x == NULL || f->xb == NULL || f->q == NULL || f->k == NULL ||
 	    f->v == NULL || f->att_out == NULL || f->att == NULL ||
-	    f->hb == NULL || f->hb2 == NULL || f->logits == NULL) {
+	    f->hb == NULL || f->hb2 == NULL || f->logits == NULL ||
+	    f->xq == NULL) {
 		fwd_free(f);
 		return -ENOMEM;
 	}
@@ -125,6 +141,7 @@ fwd_free(struct fwd *f)
 	free(f->hb);
 	free(f->hb2);
 	free(f->logits);
+	free(f->xq);
 	free(f);
 }
 
@@ -148,11 +165,26 @@ fwd_add_bias(float *y, const float *b, size_t n, size_t dim)
 		kern_add_ref(y + i * dim, b, dim);
 }
 
-/* y = W x for n rows of x. */
+/*
+ * y = W x for n rows of x: [n][w->cols] -> [n][w->rows]. The activations
+ * are first put in the form the weight type multiplies with (8-bit
+ * blocks for quantized weights, as llama.cpp does; see kernels/act.c).
+ */
 static void
-fwd_matmul(const struct model_weight *w, const float *x, size_t n, float *y)
+fwd_matmul(struct fwd *f, const struct model_weight *w, const float *x,
+    size_t n, float *y)
 {
-	kern_matmul_ref(w->type, w->data, w->rows, w->cols, x, n, y);
+	size_t act = kern_act_row_bytes(w->type, w->cols);
+	const void *xq = x;
+	size_t i;
+
+	if (kern_act_type(w->type) != KERN_TYPE_F32) {
+		for (i = 0; i < n; i++)
+			kern_quantize_act_ref(w->type, x + i * w->cols,
+			    (uint8_t *)f->xq + i * act, w->cols);
+		xq = f->xq;
+	}
+	kern_matmul_act_ref(w->type, w->data, w->rows, w->cols, xq, n, y);
 }
 
 /*
@@ -169,8 +201,8 @@ fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
 	const size_t q_dim = (size_t)hp->n_head * hd;
 	const uint32_t group = hp->n_head / hp->n_head_kv;
 	const float scale = 1.0f / sqrtf((float)hd);
-	const float *kc = kv->k + (size_t)l * kv->n_ctx * kv->kv_dim;
-	const float *vc = kv->v + (size_t)l * kv->n_ctx * kv->kv_dim;
+	const uint16_t *kc = kv->k + (size_t)l * kv->n_ctx * kv->kv_dim;
+	const uint16_t *vc = kv->v + (size_t)l * kv->n_ctx * kv->kv_dim;
 	size_t i, t, d;
 	uint32_t h;
 
@@ -184,22 +216,22 @@ fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
 
 			/* scores against every earlier key */
 			for (t = 0; t <= pos; t++) {
-				const float *k = kc + t * kv->kv_dim + kvh;
+				const uint16_t *k = kc + t * kv->kv_dim + kvh;
 				float s = 0.0f;
 
 				for (d = 0; d < hd; d++)
-					s += q[d] * k[d];
+					s += q[d] * kern_fp16_to_fp32(k[d]);
 				f->att[t] = s * scale;
 			}
 			kern_softmax_ref(f->att, pos + 1);
 			/* weighted sum of values */
 			memset(o, 0, hd * sizeof(float));
 			for (t = 0; t <= pos; t++) {
-				const float *v = vc + t * kv->kv_dim + kvh;
+				const uint16_t *v = vc + t * kv->kv_dim + kvh;
 				float a = f->att[t];
 
 				for (d = 0; d < hd; d++)
-					o[d] += a * v[d];
+					o[d] += a * kern_fp16_to_fp32(v[d]);
 			}
 		}
 	}
@@ -228,8 +260,8 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 
 	for (l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
-		float *kc = kv->k + ((size_t)l * kv->n_ctx + p0) * kv_dim;
-		float *vc = kv->v + ((size_t)l * kv->n_ctx + p0) * kv_dim;
+		uint16_t *kc = kv->k + ((size_t)l * kv->n_ctx + p0) * kv_dim;
+		uint16_t *vc = kv->v + ((size_t)l * kv->n_ctx + p0) * kv_dim;
 
 		/* attention block: pre-norm */
 		for (i = 0; i < n; i++)
@@ -237,9 +269,9 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 			    L->attn_norm, dim, hp->rms_eps);
 
 		/* projections: q [n][q_dim], k and v [n][kv_dim] */
-		fwd_matmul(&L->wq, f->xb, n, f->q);
-		fwd_matmul(&L->wk, f->xb, n, f->k);
-		fwd_matmul(&L->wv, f->xb, n, f->v);
+		fwd_matmul(f, &L->wq, f->xb, n, f->q);
+		fwd_matmul(f, &L->wk, f->xb, n, f->k);
+		fwd_matmul(f, &L->wv, f->xb, n, f->v);
 		fwd_add_bias(f->q, L->bq, n, q_dim);
 		fwd_add_bias(f->k, L->bk, n, kv_dim);
 		fwd_add_bias(f->v, L->bv, n, kv_dim);
@@ -256,23 +288,26 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 			    hp->rope_neox);
 		}
 
-		/* append to the cache, then attend */
-		memcpy(kc, f->k, n * kv_dim * sizeof(float));
-		memcpy(vc, f->v, n * kv_dim * sizeof(float));
+		/* append to the cache (as fp16, as llama.cpp keeps it), then
+		 * attend */
+		for (i = 0; i < n * kv_dim; i++) {
+			kc[i] = kern_fp32_to_fp16(f->k[i]);
+			vc[i] = kern_fp32_to_fp16(f->v[i]);
+		}
 		fwd_attention(f, kv, l, p0, n);
 
 		/* output projection and residual: x += Wo att_out */
-		fwd_matmul(&L->wo, f->att_out, n, f->xb);
+		fwd_matmul(f, &L->wo, f->att_out, n, f->xb);
 		kern_add_ref(f->x, f->xb, n * dim);
 
 		/* feed-forward block (SwiGLU): pre-norm */
 		for (i = 0; i < n; i++)
 			kern_rmsnorm_ref(f->xb + i * dim, f->x + i * dim,
 			    L->ffn_norm, dim, hp->rms_eps);
-		fwd_matmul(&L->w_gate, f->xb, n, f->hb);
-		fwd_matmul(&L->w_up, f->xb, n, f->hb2);
+		fwd_matmul(f, &L->w_gate, f->xb, n, f->hb);
+		fwd_matmul(f, &L->w_up, f->xb, n, f->hb2);
 		kern_silu_mul_ref(f->hb, f->hb2, n * hp->n_ff);
-		fwd_matmul(&L->w_down, f->hb, n, f->xb);
+		fwd_matmul(f, &L->w_down, f->hb, n, f->xb);
 		kern_add_ref(f->x, f->xb, n * dim);
 	}
 
@@ -281,12 +316,12 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 		for (i = 0; i < n; i++)
 			kern_rmsnorm_ref(f->xb + i * dim, f->x + i * dim,
 			    m->output_norm, dim, hp->rms_eps);
-		fwd_matmul(&m->output, f->xb, n, f->logits);
+		fwd_matmul(f, &m->output, f->xb, n, f->logits);
 		f->n_logits = (uint32_t)n;
 	} else {
 		kern_rmsnorm_ref(f->xb, f->x + (n - 1) * dim, m->output_norm,
 		    dim, hp->rms_eps);
-		fwd_matmul(&m->output, f->xb, 1, f->logits);
+		fwd_matmul(f, &m->output, f->xb, 1, f->logits);
 		f->n_logits = 1;
 	}
 	kv->n_past = p0 + (uint32_t)n;

@@ -16,14 +16,15 @@
 #include "error.h"
 #include "model.h"
 
-/* One sequence's keys and values, float32. */
+/* One sequence's keys and values, stored as IEEE fp16 (as llama.cpp's
+ * default cache: half the memory, and the same numbers). */
 struct fwd_kv {
 	uint32_t	 n_layer;
 	uint32_t	 n_ctx;		/* positions it can hold */
 	uint32_t	 kv_dim;	/* n_head_kv * head_dim */
 	uint32_t	 n_past;	/* positions filled */
-	float		*k;		/* [n_layer][n_ctx][kv_dim] */
-	float		*v;		/* [n_layer][n_ctx][kv_dim] */
+	uint16_t	*k;		/* [n_layer][n_ctx][kv_dim] fp16 */
+	uint16_t	*v;		/* [n_layer][n_ctx][kv_dim] fp16 */
 };
 
 int  fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out);
@@ -46,6 +47,8 @@ struct fwd {
 	float		*hb;		/* [n_batch][n_ff] gate */
 	float		*hb2;		/* [n_batch][n_ff] up */
 	float		*logits;	/* [n_batch or 1][n_vocab] */
+	void		*xq;		/* [n_batch] activation rows in the
+					 * weight type's form (<= float32) */
 	uint32_t	 n_logits;	/* rows of logits from the last eval */
 };
 

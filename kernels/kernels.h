@@ -64,6 +64,16 @@ struct kern_block_q6_k {
 	uint16_t d;			/* fp16 super-scale */
 };
 
+/* Q8_K: the 8-bit form activations take for K-quant weights (never a
+ * weight type here): x = d * q, bsums[i] = sum of qs[16i .. 16i+15].
+ * 292 bytes. */
+#define KERN_TYPE_Q8_K 15
+struct kern_block_q8_k {
+	float	 d;			/* float32 scale */
+	int8_t	 qs[KERN_QK_K];		/* 8-bit quants */
+	int16_t	 bsums[KERN_QK_K / 16];	/* sums of 16 quants */
+};
+
 /* --- types ------------------------------------------------------------ */
 
 /* True for the types above. */
@@ -137,5 +147,34 @@ void kern_add_ref(float *y, const float *x, size_t n);
  */
 void kern_rope_ref(float *x, size_t n_heads, size_t head_dim, size_t n_rot,
 	    int32_t pos, const float *freq, bool neox);
+
+/* --- the activation path (kernels/act.c) --------------------------------
+ *
+ * Matrix products take their activations in the form that suits the
+ * weight type, as llama.cpp does: float32 for F32/F16/BF16 weights, Q8_0
+ * blocks for Q4_0/Q8_0 weights, Q8_K blocks for Q4_K/Q6_K weights. The
+ * quantized forms make the dot products integer sums per block (what
+ * VNNI computes), and keep hearth's numbers those of llama.cpp.
+ */
+
+/* The activation format (a KERN_TYPE_*) for a weight type. */
+uint32_t kern_act_type(uint32_t wtype);
+/* Bytes of n activations for weight type wtype; 0 as kern_row_bytes. */
+size_t   kern_act_row_bytes(uint32_t wtype, size_t n);
+/* Quantize n floats into the activation form for wtype (a copy for
+ * float types). n a multiple of wtype's block size. */
+void     kern_quantize_act_ref(uint32_t wtype, const float *x, void *xq,
+	    size_t n);
+/* Dot product of one weight row with activations in the form above. */
+float    kern_vec_dot_ref(uint32_t wtype, const void *row, const void *xq,
+	    size_t n);
+/*
+ * y = W x with x in activation form:
+ *   w: rows x cols of wtype;  xq: n_x rows of kern_act_row_bytes(wtype,
+ *   cols);  y: [n_x][rows].  Each output is kern_vec_dot_ref of its row
+ *   and vector, whatever n_x is.
+ */
+void     kern_matmul_act_ref(uint32_t wtype, const void *w, size_t rows,
+	    size_t cols, const void *xq, size_t n_x, float *y);
 
 #endif /* HEARTH_KERNELS_H */

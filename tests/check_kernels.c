@@ -1655,6 +1655,124 @@ START_TEST(test_quantize_float_types_any_value)
 }
 END_TEST
 
+
+/* --- the activation path (kernels/act.c) -------------------------------- */
+
+/*
+ * 8-bit activations: the dot product with quantized activations stays
+ * within this fraction of sum |w_i x_i| of the float dot product (each
+ * activation moves by at most half a step of amax/127).
+ */
+#define TOL_ACT_Q8	(1.0 / 127)
+
+START_TEST(test_act_dot)
+{
+	const uint32_t	 type = all_types[_i];
+	const size_t	 n = 1024;
+	uint64_t	 st = 0x5eed + (uint64_t)_i;
+	float		 w[1024], x[1024], wd[1024];
+	uint8_t		 row[1024 * 4], xq[1024 * 4];
+	double		 ref, got, mag;
+	size_t		 i;
+	int		 trial;
+
+	ck_assert_uint_le(kern_act_row_bytes(type, n), sizeof(xq));
+	for (trial = 0; trial < 20; trial++) {
+		fill_blocks(w, n, kern_type_block_elems(type) > 1 ?
+		    kern_type_block_elems(type) : 32, trial % 2, &st);
+		for (i = 0; i < n; i++)
+			x[i] = tu_rand_normal(&st) * (trial % 3 + 0.5f);
+		ck_assert_int_eq(kern_quantize_row(type, w, row, n), 0);
+		kern_dequant_row_ref(type, row, wd, n);
+		kern_quantize_act_ref(type, x, xq, n);
+		ref = kern_dot_ref(type, row, x, n);
+		got = kern_vec_dot_ref(type, row, xq, n);
+		mag = 0;
+		for (i = 0; i < n; i++)
+			mag += fabs((double)wd[i] * x[i]);
+		if (kern_act_type(type) == KERN_TYPE_F32)
+			ck_assert_msg(bits_of((float)got) == bits_of((float)ref),
+			    "%s: float path must be kern_dot_ref",
+			    kern_type_name(type));
+		else
+			ck_assert_msg(fabs(got - ref) <= TOL_ACT_Q8 * mag,
+			    "%s: act dot %g vs %g (mag %g)",
+			    kern_type_name(type), got, ref, mag);
+	}
+}
+END_TEST
+
+/* A Q8_K block: the largest magnitude maps to -127, bsums add up, and
+ * d * q is within half a step of x. */
+START_TEST(test_act_q8_k_block)
+{
+	struct kern_block_q8_k	 b;
+	uint64_t		 st = 99;
+	float			 x[KERN_QK_K];
+	int			 j, k, sum, imax = 0;
+
+	for (j = 0; j < KERN_QK_K; j++) {
+		x[j] = tu_rand_normal(&st);
+		if (fabsf(x[j]) > fabsf(x[imax]))
+			imax = j;
+	}
+	kern_quantize_act_ref(KERN_TYPE_Q4_K, x, &b, KERN_QK_K);
+	ck_assert_int_eq(b.qs[imax], -127);
+	for (k = 0; k < KERN_QK_K / 16; k++) {
+		sum = 0;
+		for (j = 0; j < 16; j++)
+			sum += b.qs[16 * k + j];
+		ck_assert_int_eq(b.bsums[k], sum);
+	}
+	for (j = 0; j < KERN_QK_K; j++)
+		CHECK(fabsf(b.d * b.qs[j] - x[j]) <= fabsf(b.d) * 0.5001f,
+		    "q8_k element %d", j);
+	/* all zero: d = 0, q = 0 */
+	memset(x, 0, sizeof(x));
+	kern_quantize_act_ref(KERN_TYPE_Q6_K, x, &b, KERN_QK_K);
+	ck_assert(b.d == 0.0f);
+	ck_assert_int_eq(b.qs[0], 0);
+	ck_assert_int_eq(b.bsums[15], 0);
+	ck_assert_uint_eq(kern_act_type(KERN_TYPE_Q4_0), KERN_TYPE_Q8_0);
+	ck_assert_uint_eq(kern_act_type(KERN_TYPE_Q8_0), KERN_TYPE_Q8_0);
+	ck_assert_uint_eq(kern_act_type(KERN_TYPE_Q6_K), KERN_TYPE_Q8_K);
+	ck_assert_uint_eq(kern_act_type(KERN_TYPE_BF16), KERN_TYPE_F32);
+	ck_assert_uint_eq(kern_act_row_bytes(KERN_TYPE_Q4_K, 512), 2 * 292);
+	ck_assert_uint_eq(kern_act_row_bytes(KERN_TYPE_Q4_0, 64), 2 * 34);
+	ck_assert_uint_eq(kern_act_row_bytes(KERN_TYPE_Q4_K, 100), 0);
+}
+END_TEST
+
+/* matmul over 1 or 3 vectors: the same bits per output. */
+START_TEST(test_act_matmul_batch)
+{
+	const uint32_t	 type = all_types[_i];
+	enum { ROWS = 5, COLS = 512 };
+	uint64_t	 st = 7 + (uint64_t)_i;
+	static float	 w[ROWS * COLS], x[3 * COLS], y1[ROWS], y3[3 * ROWS];
+	static uint8_t	 wq[ROWS * COLS * 4], xq[3 * COLS * 4];
+	size_t		 rb = kern_row_bytes(type, COLS);
+	size_t		 ab = kern_act_row_bytes(type, COLS);
+	size_t		 i, r;
+
+	fill_blocks(w, ROWS * COLS, 32, 0, &st);
+	for (i = 0; i < 3 * COLS; i++)
+		x[i] = tu_rand_normal(&st);
+	for (r = 0; r < ROWS; r++)
+		ck_assert_int_eq(kern_quantize_row(type, w + r * COLS,
+		    wq + r * rb, COLS), 0);
+	for (i = 0; i < 3; i++)
+		kern_quantize_act_ref(type, x + i * COLS, xq + i * ab, COLS);
+	kern_matmul_act_ref(type, wq, ROWS, COLS, xq, 3, y3);
+	for (i = 0; i < 3; i++) {
+		kern_matmul_act_ref(type, wq, ROWS, COLS, xq + i * ab, 1, y1);
+		for (r = 0; r < ROWS; r++)
+			ck_assert_uint_eq(bits_of(y1[r]),
+			    bits_of(y3[i * ROWS + r]));
+	}
+}
+END_TEST
+
 static Suite *
 kernels_suite(void)
 {
@@ -1687,6 +1805,9 @@ kernels_suite(void)
 	tcase_add_test(tc, test_silu_mul_add);
 	tcase_add_test(tc, test_rope);
 	tcase_add_test(tc, test_reference_files);
+	tcase_add_loop_test(tc, test_act_dot, 0, N_TYPES);
+	tcase_add_test(tc, test_act_q8_k_block);
+	tcase_add_loop_test(tc, test_act_matmul_batch, 0, N_TYPES);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");
