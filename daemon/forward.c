@@ -86,7 +86,7 @@ fwd_max_cols(const struct model_hparams *hp)
 
 int
 fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
-    bool all_logits, struct fwd **out)
+    uint32_t n_logits_max, struct fwd **out)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t q_dim = (size_t)hp->n_head * hp->head_dim;
@@ -94,14 +94,15 @@ fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
 	struct fwd *f;
 
 	if (n_batch == 0 || n_batch > FWD_MAX_BATCH || n_ctx == 0 ||
-	    n_ctx > FWD_MAX_CTX)
+	    n_ctx > FWD_MAX_CTX || n_logits_max == 0 ||
+	    n_logits_max > n_batch)
 		return -EINVAL;
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		return -ENOMEM;
 	f->m = m;
 	f->n_batch = n_batch;
 	f->n_ctx = n_ctx;
-	f->all_logits = all_logits;
+	f->n_logits_max = n_logits_max;
 	f->x = malloc((size_t)n_batch * hp->n_embd * sizeof(float));
 	f->xb = malloc((size_t)n_batch * hp->n_embd * sizeof(float));
 	f->q = malloc((size_t)n_batch * q_dim * sizeof(float));
@@ -111,14 +112,15 @@ fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
 	f->att = malloc((size_t)n_ctx * sizeof(float));
 	f->hb = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
 	f->hb2 = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
-	f->logits = malloc((size_t)(all_logits ? n_batch : 1) * hp->n_vocab *
-	    sizeof(float));
 	/* quantized activations are never larger than float32 ones */
 	f->xq = malloc((size_t)n_batch * fwd_max_cols(hp) * sizeof(float));
+	f->row_pos = malloc((size_t)n_batch * sizeof(*f->row_pos));
+	f->row_out = malloc((size_t)n_logits_max * sizeof(*f->row_out));
+	f->logits = malloc((size_t)n_logits_max * hp->n_vocab * sizeof(float));
 	if (f->x == NULL || f->xb == NULL || f->q == NULL || f->k == NULL ||
 	    f->v == NULL || f->att_out == NULL || f->att == NULL ||
-	    f->hb == NULL || f->hb2 == NULL || f->logits == NULL ||
-	    f->xq == NULL) {
+	    f->hb == NULL || f->hb2 == NULL || f->xq == NULL ||
+	    f->row_pos == NULL || f->row_out == NULL || f->logits == NULL) {
 		fwd_free(f);
 		return -ENOMEM;
 	}
@@ -140,8 +142,10 @@ fwd_free(struct fwd *f)
 	free(f->att);
 	free(f->hb);
 	free(f->hb2);
-	free(f->logits);
 	free(f->xq);
+	free(f->row_pos);
+	free(f->row_out);
+	free(f->logits);
 	free(f);
 }
 
@@ -188,13 +192,13 @@ fwd_matmul(struct fwd *f, const struct model_weight *w, const float *x,
 }
 
 /*
- * Causal attention of the n new queries against the cache of layer l,
- * which already holds their own keys and values.
- *   q: [n][n_head*head_dim]   out: [n][n_head*head_dim]
+ * Causal attention of the n new queries of one sequence (batch rows r0 ..
+ * r0+n-1) against layer l of its cache, which already holds their own
+ * keys and values.   q: [rows][n_head*head_dim] -> att_out: same shape
  */
 static void
 fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
-    uint32_t p0, size_t n)
+    size_t r0, size_t n)
 {
 	const struct model_hparams *hp = &f->m->hp;
 	const size_t hd = hp->head_dim;
@@ -206,15 +210,15 @@ fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
 	size_t i, t, d;
 	uint32_t h;
 
-	for (i = 0; i < n; i++) {
-		uint32_t pos = p0 + (uint32_t)i;	/* attends to 0..pos */
+	for (i = r0; i < r0 + n; i++) {
+		size_t pos = (size_t)f->row_pos[i];	/* attends to 0..pos */
 
 		for (h = 0; h < hp->n_head; h++) {
 			const float *q = f->q + i * q_dim + h * hd;
 			float *o = f->att_out + i * q_dim + h * hd;
 			size_t kvh = (h / group) * hd;	/* shared kv head */
 
-			/* scores against every earlier key */
+			/* scores against every key up to its own */
 			for (t = 0; t <= pos; t++) {
 				const uint16_t *k = kc + t * kv->kv_dim + kvh;
 				float s = 0.0f;
@@ -237,35 +241,39 @@ fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
 	}
 }
 
-/* One chunk of at most n_batch tokens. */
+/*
+ * The forward pass over a checked batch of n rows (the tokens of all
+ * sequences, each sequence's rows contiguous and in order).
+ */
 static void
-fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
-    bool keep_all)
+fwd_forward(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs, size_t n)
 {
 	const struct model *m = f->m;
 	const struct model_hparams *hp = &m->hp;
 	const size_t dim = hp->n_embd;
 	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-	const size_t kv_dim = kv->kv_dim;
+	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	const size_t emb_row = kern_row_bytes(m->tok_embd.type, dim);
-	const uint32_t p0 = kv->n_past;
-	size_t i;
+	size_t i, j, s, r, n_out;
 	uint32_t l;
 
-	/* x[i] = the embedding row of token i */
-	for (i = 0; i < n; i++)
-		kern_dequant_row_ref(m->tok_embd.type,
-		    (const uint8_t *)m->tok_embd.data +
-		    (size_t)tokens[i] * emb_row, f->x + i * dim, dim);
+	/* x[r] = the embedding row of the token of batch row r */
+	for (s = 0, r = 0; s < n_seqs; s++) {
+		for (j = 0; j < seqs[s].n; j++, r++) {
+			kern_dequant_row_ref(m->tok_embd.type,
+			    (const uint8_t *)m->tok_embd.data +
+			    (size_t)seqs[s].tokens[j] * emb_row,
+			    f->x + r * dim, dim);
+			f->row_pos[r] = (int32_t)(seqs[s].kv->n_past + j);
+		}
+	}
 
 	for (l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
-		uint16_t *kc = kv->k + ((size_t)l * kv->n_ctx + p0) * kv_dim;
-		uint16_t *vc = kv->v + ((size_t)l * kv->n_ctx + p0) * kv_dim;
 
 		/* attention block: pre-norm */
-		for (i = 0; i < n; i++)
-			kern_rmsnorm_ref(f->xb + i * dim, f->x + i * dim,
+		for (r = 0; r < n; r++)
+			kern_rmsnorm_ref(f->xb + r * dim, f->x + r * dim,
 			    L->attn_norm, dim, hp->rms_eps);
 
 		/* projections: q [n][q_dim], k and v [n][kv_dim] */
@@ -277,32 +285,38 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 		fwd_add_bias(f->v, L->bv, n, kv_dim);
 
 		/* rotate queries and keys by their absolute positions */
-		for (i = 0; i < n; i++) {
-			int32_t pos = (int32_t)(p0 + i);
-
-			kern_rope_ref(f->q + i * q_dim, hp->n_head,
-			    hp->head_dim, hp->n_rot, pos, m->rope_freq,
-			    hp->rope_neox);
-			kern_rope_ref(f->k + i * kv_dim, hp->n_head_kv,
-			    hp->head_dim, hp->n_rot, pos, m->rope_freq,
-			    hp->rope_neox);
+		for (r = 0; r < n; r++) {
+			kern_rope_ref(f->q + r * q_dim, hp->n_head,
+			    hp->head_dim, hp->n_rot, f->row_pos[r],
+			    m->rope_freq, hp->rope_neox);
+			kern_rope_ref(f->k + r * kv_dim, hp->n_head_kv,
+			    hp->head_dim, hp->n_rot, f->row_pos[r],
+			    m->rope_freq, hp->rope_neox);
 		}
 
-		/* append to the cache (as fp16, as llama.cpp keeps it), then
-		 * attend */
-		for (i = 0; i < n * kv_dim; i++) {
-			kc[i] = kern_fp32_to_fp16(f->k[i]);
-			vc[i] = kern_fp32_to_fp16(f->v[i]);
+		/* per sequence: append to its cache (fp16, as llama.cpp
+		 * keeps it), then attend */
+		for (s = 0, r = 0; s < n_seqs; r += seqs[s].n, s++) {
+			struct fwd_kv *kv = seqs[s].kv;
+			size_t base = ((size_t)l * kv->n_ctx + kv->n_past) *
+			    kv_dim;
+
+			for (i = 0; i < seqs[s].n * kv_dim; i++) {
+				kv->k[base + i] =
+				    kern_fp32_to_fp16(f->k[r * kv_dim + i]);
+				kv->v[base + i] =
+				    kern_fp32_to_fp16(f->v[r * kv_dim + i]);
+			}
+			fwd_attention(f, kv, l, r, seqs[s].n);
 		}
-		fwd_attention(f, kv, l, p0, n);
 
 		/* output projection and residual: x += Wo att_out */
 		fwd_matmul(f, &L->wo, f->att_out, n, f->xb);
 		kern_add_ref(f->x, f->xb, n * dim);
 
 		/* feed-forward block (SwiGLU): pre-norm */
-		for (i = 0; i < n; i++)
-			kern_rmsnorm_ref(f->xb + i * dim, f->x + i * dim,
+		for (r = 0; r < n; r++)
+			kern_rmsnorm_ref(f->xb + r * dim, f->x + r * dim,
 			    L->ffn_norm, dim, hp->rms_eps);
 		fwd_matmul(f, &L->w_gate, f->xb, n, f->hb);
 		fwd_matmul(f, &L->w_up, f->xb, n, f->hb2);
@@ -311,46 +325,107 @@ fwd_chunk(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
 		kern_add_ref(f->x, f->xb, n * dim);
 	}
 
-	/* final norm and the vocabulary projection */
-	if (keep_all) {
-		for (i = 0; i < n; i++)
-			kern_rmsnorm_ref(f->xb + i * dim, f->x + i * dim,
-			    m->output_norm, dim, hp->rms_eps);
-		fwd_matmul(f, &m->output, f->xb, n, f->logits);
-		f->n_logits = (uint32_t)n;
-	} else {
-		kern_rmsnorm_ref(f->xb, f->x + (n - 1) * dim, m->output_norm,
-		    dim, hp->rms_eps);
-		fwd_matmul(f, &m->output, f->xb, 1, f->logits);
-		f->n_logits = 1;
+	/* final norm of the rows that need logits or embeddings */
+	n_out = 0;
+	for (s = 0, r = 0; s < n_seqs; r += seqs[s].n, s++) {
+		seqs[s].logits_row = (uint32_t)n_out;
+		for (j = 0; j < seqs[s].n; j++) {
+			bool out = seqs[s].all_logits || j + 1 == seqs[s].n;
+
+			if (!out && seqs[s].embd == NULL)
+				continue;
+			kern_rmsnorm_ref(f->xb + n_out * dim,
+			    f->x + (r + j) * dim, m->output_norm, dim,
+			    hp->rms_eps);
+			if (seqs[s].embd != NULL)
+				kern_add_ref(seqs[s].embd, f->xb + n_out * dim,
+				    dim);
+			if (out)
+				n_out++;
+		}
 	}
-	kv->n_past = p0 + (uint32_t)n;
+	/* the vocabulary projection: logits [n_out][n_vocab] */
+	fwd_matmul(f, &m->output, f->xb, n_out, f->logits);
+	f->n_logits = (uint32_t)n_out;
+
+	for (s = 0; s < n_seqs; s++)
+		seqs[s].kv->n_past += seqs[s].n;
+}
+
+int
+fwd_eval_batch(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs,
+    struct eng_err *err)
+{
+	const struct model_hparams *hp = &f->m->hp;
+	size_t s, t, i, n = 0, n_out = 0;
+
+	if (n_seqs == 0)
+		return err_set(err, -EINVAL, "empty batch");
+	for (s = 0; s < n_seqs; s++) {
+		const struct fwd_seq *q = &seqs[s];
+		const struct fwd_kv *kv = q->kv;
+
+		if (q->n == 0 || q->tokens == NULL || kv == NULL)
+			return err_set(err, -EINVAL,
+			    "sequence %zu: no tokens to evaluate", s);
+		if (kv->n_layer != hp->n_layer ||
+		    kv->kv_dim != hp->n_head_kv * hp->head_dim)
+			return err_set(err, -EINVAL,
+			    "sequence %zu: cache belongs to another model", s);
+		for (t = 0; t < s; t++)
+			if (seqs[t].kv == kv)
+				return err_set(err, -EINVAL,
+				    "sequence %zu: cache used twice", s);
+		if (q->n > kv->n_ctx - kv->n_past ||
+		    kv->n_past + q->n > f->n_ctx)
+			return err_set(err, -ENOSPC, "context full: %u "
+			    "positions used, %u more, room for %u",
+			    kv->n_past, q->n,
+			    kv->n_ctx < f->n_ctx ? kv->n_ctx : f->n_ctx);
+		for (i = 0; i < q->n; i++)
+			if (q->tokens[i] < 0 ||
+			    (uint32_t)q->tokens[i] >= hp->n_vocab)
+				return err_set(err, -EINVAL,
+				    "token %d at %zu out of range "
+				    "(vocabulary %u)", q->tokens[i], i,
+				    hp->n_vocab);
+		n += q->n;
+		n_out += q->all_logits ? q->n : 1;
+		if (n > f->n_batch || n_out > f->n_logits_max)
+			return err_set(err, -E2BIG, "batch of more than %u "
+			    "tokens or %u logits rows", f->n_batch,
+			    f->n_logits_max);
+	}
+	fwd_forward(f, seqs, n_seqs, n);
+	return 0;
 }
 
 int
 fwd_eval(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens, size_t n,
-    struct eng_err *err)
+    bool all_logits, struct eng_err *err)
 {
-	const struct model_hparams *hp = &f->m->hp;
-	size_t i, done, c;
+	struct fwd_seq seq;
+	size_t done, c;
+	int r;
 
 	if (n == 0)
 		return err_set(err, -EINVAL, "no tokens to evaluate");
-	if (kv->n_layer != hp->n_layer ||
-	    kv->kv_dim != hp->n_head_kv * hp->head_dim)
-		return err_set(err, -EINVAL, "cache belongs to another model");
 	if (n > kv->n_ctx - kv->n_past || kv->n_past + n > f->n_ctx)
 		return err_set(err, -ENOSPC,
 		    "context full: %u positions used, %zu more, room for %u",
 		    kv->n_past, n, kv->n_ctx < f->n_ctx ? kv->n_ctx : f->n_ctx);
-	for (i = 0; i < n; i++)
-		if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
-			return err_set(err, -EINVAL,
-			    "token %d at %zu out of range (vocabulary %u)",
-			    tokens[i], i, hp->n_vocab);
+	if (all_logits && (n > f->n_batch || n > f->n_logits_max))
+		return err_set(err, -E2BIG, "%zu tokens: more logits rows "
+		    "than %u", n, f->n_logits_max);
 	for (done = 0; done < n; done += c) {
 		c = n - done < f->n_batch ? n - done : f->n_batch;
-		fwd_chunk(f, kv, tokens + done, c, f->all_logits);
+		memset(&seq, 0, sizeof(seq));
+		seq.kv = kv;
+		seq.tokens = tokens + done;
+		seq.n = (uint32_t)c;
+		seq.all_logits = all_logits;
+		if ((r = fwd_eval_batch(f, &seq, 1, err)) < 0)
+			return r;	/* only the first chunk can fail */
 	}
 	return 0;
 }

@@ -2,9 +2,10 @@
  * forward.h - the transformer forward pass of llama and qwen2 models.
  *
  * A struct fwd holds the scratch buffers for one model and a maximum
- * batch, allocated once; fwd_eval() runs a chunk of tokens of one
- * sequence through the model, appending to its KV cache, and allocates
- * nothing. Results for a token do not depend on the chunk it came in.
+ * batch, allocated once; fwd_eval_batch() runs the new tokens of several
+ * sequences through the model together, appending to their KV caches,
+ * and allocates nothing. Results for a token do not depend on the batch
+ * it came in (which other tokens or sequences).
  */
 #ifndef HEARTH_FORWARD_H
 #define HEARTH_FORWARD_H
@@ -32,11 +33,26 @@ void fwd_kv_free(struct fwd_kv *kv);	/* accepts NULL */
 /* Forget positions from n on (n <= n_past), e.g. to reuse a prefix. */
 void fwd_kv_truncate(struct fwd_kv *kv, uint32_t n);
 
+/*
+ * One sequence's part of a batch: n tokens at positions kv->n_past ..
+ * kv->n_past+n-1, appended to kv by the evaluation.
+ */
+struct fwd_seq {
+	struct fwd_kv	*kv;		/* its cache; n_past advances by n */
+	const int32_t	*tokens;	/* [n] token ids */
+	uint32_t	 n;		/* >= 1 */
+	bool		 all_logits;	/* logits of every token, else the last */
+	float		*embd;		/* NULL, or [n_embd]: the final normed
+					 * hidden states of the n tokens are
+					 * added in (for mean-pooled embeddings) */
+	uint32_t	 logits_row;	/* out: its first row in fwd_logits() */
+};
+
 struct fwd {
 	const struct model *m;
-	uint32_t	 n_batch;	/* tokens per chunk at most */
+	uint32_t	 n_batch;	/* tokens per evaluation at most */
 	uint32_t	 n_ctx;		/* longest sequence (attention scratch) */
-	bool		 all_logits;	/* logits of every position kept */
+	uint32_t	 n_logits_max;	/* rows of logits per evaluation */
 	float		*x;		/* [n_batch][n_embd] residual stream */
 	float		*xb;		/* [n_batch][n_embd] normed input */
 	float		*q;		/* [n_batch][n_head*head_dim] queries */
@@ -46,32 +62,43 @@ struct fwd {
 	float		*att;		/* [n_ctx] scores of one head */
 	float		*hb;		/* [n_batch][n_ff] gate */
 	float		*hb2;		/* [n_batch][n_ff] up */
-	float		*logits;	/* [n_batch or 1][n_vocab] */
 	void		*xq;		/* [n_batch] activation rows in the
 					 * weight type's form (<= float32) */
+	int32_t		*row_pos;	/* [n_batch] position of each row */
+	uint32_t	*row_out;	/* [n_logits_max] rows that get logits */
+	float		*logits;	/* [n_logits_max][n_vocab] */
 	uint32_t	 n_logits;	/* rows of logits from the last eval */
 };
 
 /*
- * Scratch for chunks of up to n_batch tokens and sequences of up to n_ctx
- * positions. all_logits keeps the logits of every token of a chunk (for
- * scoring); otherwise only the last token's.
+ * Scratch for batches of up to n_batch tokens (summed over sequences),
+ * sequences of up to n_ctx positions, and n_logits_max rows of logits
+ * per evaluation (>= 1).
  */
 int  fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
-	    bool all_logits, struct fwd **out);
+	    uint32_t n_logits_max, struct fwd **out);
 void fwd_free(struct fwd *f);	/* accepts NULL */
 
 /*
- * Run n tokens at positions kv->n_past .. kv->n_past+n-1 and append them
- * to kv. Chunks longer than n_batch are split (with all_logits only the
- * last chunk's logits are kept). Errors: -EINVAL (token id out of range,
- * n == 0), -ENOSPC (context full); kv is unchanged on error.
+ * Run a batch of sequences through the model in one pass over the
+ * weights (continuous batching). The tokens of all sequences together
+ * must fit n_batch and their logits rows n_logits_max (-E2BIG); each
+ * sequence's kv must have room (-ENOSPC), appear once, and its tokens be
+ * in the vocabulary (-EINVAL). Nothing changes on error. A sequence's
+ * results do not depend on the others in the batch.
+ */
+int  fwd_eval_batch(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs,
+	    struct eng_err *err);
+
+/*
+ * One sequence, any length: split into batches of n_batch. With
+ * all_logits, n must fit one batch and n_logits_max; otherwise row 0
+ * holds the last token's logits.
  */
 int  fwd_eval(struct fwd *f, struct fwd_kv *kv, const int32_t *tokens,
-	    size_t n, struct eng_err *err);
+	    size_t n, bool all_logits, struct eng_err *err);
 
-/* Logits row i of the last eval: [n_vocab]; i < f->n_logits. With
- * all_logits, row i belongs to the i-th token of the last chunk. */
+/* Logits row i of the last evaluation: [n_vocab]; NULL past n_logits. */
 const float *fwd_logits(const struct fwd *f, uint32_t i);
 
 #endif /* HEARTH_FORWARD_H */

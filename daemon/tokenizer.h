@@ -8,6 +8,9 @@
  *            by tokenizer.ggml.pre (PCRE2 with UTF+UCP, JIT).
  * Special tokens: user-defined tokens (type 4) are matched in raw text
  * always, control tokens (type 3) only when parse_special is set.
+ * The token ids are llama.cpp's, byte for byte; tokenizer.c lists the
+ * few places where hearth decides differently (bad vocabularies, text
+ * that is not UTF-8, decoding without clean-up of spaces).
  */
 #ifndef HEARTH_TOKENIZER_H
 #define HEARTH_TOKENIZER_H
@@ -62,7 +65,8 @@ int32_t tok_find(const struct tok *t, const char *text, size_t len);
  * Writes at most max_ids ids and sets *n_ids to the number the text
  * needs; returns 0, -ENOBUFS when max_ids was too small (call again with
  * *n_ids), -EINVAL for text that is not valid UTF-8 where the model
- * requires it, -ENOMEM.
+ * requires it (BPE), -E2BIG for text over 256 MiB, -ENOMEM.
+ * ids may be NULL when max_ids is 0. Safe to call from several threads.
  */
 int tok_encode(const struct tok *t, const char *text, size_t len,
 	    bool add_special, bool parse_special, int32_t *ids, size_t max_ids,
@@ -80,15 +84,23 @@ int tok_piece(const struct tok *t, int32_t id, bool special, char *buf,
 
 /*
  * Detokenize ids into out (NUL-terminated when size > 0). The leading
- * space SentencePiece adds is removed when remove_space is set. Returns
- * the length the text needs (as snprintf) or a negative errno.
+ * space SentencePiece adds is removed when remove_space is set: the
+ * first token after any leading BOS loses one leading space (only for
+ * vocabularies with add_space_prefix). Spaces are not cleaned up as
+ * llama.cpp's llama_detokenize does for some BPE models, so decoding
+ * what tok_encode made gives the text back byte for byte. Returns the
+ * length the text needs (as snprintf), -EINVAL for an id out of range.
  */
 int tok_decode(const struct tok *t, const int32_t *ids, size_t n_ids,
 	    bool special, bool remove_space, char *out, size_t size);
 
 /*
  * Streaming detokenizer: pieces come out as valid UTF-8 only; a
- * character split across tokens is held back until it is complete.
+ * character split across tokens is held back until it is complete, bytes
+ * that can never be valid come out as U+FFFD. Like tok_decode with
+ * remove_space, the first token after any leading BOS loses the space
+ * SentencePiece put in front; to stream a continuation (keep that space)
+ * set first to false after tok_stream_init.
  */
 struct tok_stream {
 	uint8_t	 pend[8];	/* bytes of an incomplete UTF-8 sequence */
@@ -97,8 +109,10 @@ struct tok_stream {
 };
 
 void tok_stream_init(struct tok_stream *s);
-/* Append the text of id to out (size bytes); returns bytes written, or
- * -ENOBUFS when out is too small (needs at most 8 + piece length). */
+/* Append the text of id to out (size bytes); returns bytes written (a
+ * NUL follows when there is room), or -ENOBUFS when out is too small,
+ * the stream unchanged (needs at most 3 + piece length, three times that
+ * when bytes turn into U+FFFD), -EINVAL for an id out of range. */
 int  tok_stream_push(const struct tok *t, struct tok_stream *s, int32_t id,
 	    bool special, char *out, size_t size);
 /* Whatever is pending at the end, invalid bytes as U+FFFD. */

@@ -59,13 +59,13 @@ eval_all(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch)
 	float *out;
 	int r;
 
-	ck_assert_int_eq(fwd_new(m, n_batch, (uint32_t)n + 8, true, &f), 0);
+	ck_assert_int_eq(fwd_new(m, n_batch, (uint32_t)n + 8, n_batch, &f), 0);
 	ck_assert_int_eq(fwd_kv_new(m, (uint32_t)n + 8, &kv), 0);
 	out = malloc(n * V * sizeof(float));
 	ck_assert_ptr_nonnull(out);
 	for (done = 0; done < n; done += c) {
 		c = n - done < n_batch ? n - done : n_batch;
-		r = fwd_eval(f, kv, ids + done, c, &err);
+		r = fwd_eval(f, kv, ids + done, c, true, &err);
 		ck_assert_msg(r == 0, "fwd_eval: %s", err.msg);
 		ck_assert_uint_eq(f->n_logits, c);
 		for (i = 0; i < c; i++)
@@ -147,15 +147,15 @@ START_TEST(test_aidreams_echoes)
 	smp_params_default(&sp);
 	sp.temperature = 0;
 	ck_assert_int_eq(smp_new(&sp, 512, &s), 0);
-	ck_assert_int_eq(fwd_new(m, 16, 128, false, &f), 0);
+	ck_assert_int_eq(fwd_new(m, 16, 128, 1, &f), 0);
 	ck_assert_int_eq(fwd_kv_new(m, 128, &kv), 0);
-	ck_assert_int_eq(fwd_eval(f, kv, ids, n, &err), 0);
+	ck_assert_int_eq(fwd_eval(f, kv, ids, n, false, &err), 0);
 	for (i = 0; i < 60; i++) {
 		tok = smp_sample(s, fwd_logits(f, 0));
 		ck_assert_msg(tok == want[i], "token %zu: got %d, want %d", i,
 		    tok, want[i]);
 		ids[n++] = tok;
-		ck_assert_int_eq(fwd_eval(f, kv, &tok, 1, &err), 0);
+		ck_assert_int_eq(fwd_eval(f, kv, &tok, 1, false, &err), 0);
 	}
 	ck_assert_int_ge(tok_decode(m->tok, ids, n, false, true, text,
 	    sizeof(text)), 0);
@@ -419,6 +419,127 @@ START_TEST(test_gen_quant_twin)
 }
 END_TEST
 
+
+/*
+ * Continuous batching: four sequences prefilled together, then decoded
+ * together greedily, give the same logits bit for bit as each alone.
+ */
+START_TEST(test_gen_multi_seq)
+{
+	enum { NS = 4, STEPS = 6 };
+	static const uint32_t plen[NS] = { 5, 1, 9, 3 };
+	struct eng_err err = { "" };
+	struct mkm_spec spec;
+	struct model *m;
+	struct fwd *f;
+	struct fwd_kv *kv[NS];
+	struct fwd_seq seq[NS];
+	int32_t prompt[NS][16], tok[NS];
+	float *alone[NS], *together[NS];
+	size_t V, s, k;
+
+	gen_spec(&spec, _i ? "qwen2" : "llama", _i ? KERN_TYPE_Q4_K :
+	    KERN_TYPE_Q8_0);
+	m = open_model(gen_model(&spec, "multi.gguf"));
+	V = m->hp.n_vocab;
+	for (s = 0; s < NS; s++) {
+		gen_ids(prompt[s], plen[s], (uint32_t)V, 100 + s);
+		alone[s] = malloc((STEPS + 1) * V * sizeof(float));
+		together[s] = malloc((STEPS + 1) * V * sizeof(float));
+		ck_assert(alone[s] != NULL && together[s] != NULL);
+	}
+	/* alone: prefill, then greedy steps */
+	ck_assert_int_eq(fwd_new(m, 32, 64, NS, &f), 0);
+	for (s = 0; s < NS; s++) {
+		ck_assert_int_eq(fwd_kv_new(m, 64, &kv[0]), 0);
+		ck_assert_int_eq(fwd_eval(f, kv[0], prompt[s], plen[s], false,
+		    &err), 0);
+		for (k = 0; k <= STEPS; k++) {
+			memcpy(alone[s] + k * V, fwd_logits(f, 0),
+			    V * sizeof(float));
+			tok[0] = (int32_t)argmax(fwd_logits(f, 0), V);
+			if (k < STEPS)
+				ck_assert_int_eq(fwd_eval(f, kv[0], tok, 1,
+				    false, &err), 0);
+		}
+		fwd_kv_free(kv[0]);
+	}
+	/* together: one batch of all prompts, then steps of all four */
+	for (s = 0; s < NS; s++) {
+		ck_assert_int_eq(fwd_kv_new(m, 64, &kv[s]), 0);
+		memset(&seq[s], 0, sizeof(seq[s]));
+		seq[s].kv = kv[s];
+		seq[s].tokens = prompt[s];
+		seq[s].n = plen[s];
+	}
+	for (k = 0; k <= STEPS; k++) {
+		ck_assert_int_eq(fwd_eval_batch(f, seq, NS, &err), 0);
+		ck_assert_uint_eq(f->n_logits, NS);
+		for (s = 0; s < NS; s++) {
+			const float *lg = fwd_logits(f, seq[s].logits_row);
+
+			memcpy(together[s] + k * V, lg, V * sizeof(float));
+			tok[s] = (int32_t)argmax(lg, V);
+			seq[s].tokens = &tok[s];
+			seq[s].n = 1;
+		}
+	}
+	for (s = 0; s < NS; s++) {
+		ck_assert_msg(memcmp(alone[s], together[s],
+		    (STEPS + 1) * V * sizeof(float)) == 0,
+		    "sequence %zu: batched logits differ from alone", s);
+		ck_assert_uint_eq(kv[s]->n_past, plen[s] + STEPS);
+		fwd_kv_free(kv[s]);
+		free(alone[s]);
+		free(together[s]);
+	}
+	fwd_free(f);
+	model_free(m);
+}
+END_TEST
+
+/* Batch errors leave every cache as it was. */
+START_TEST(test_batch_errors)
+{
+	struct eng_err err = { "" };
+	struct mkm_spec spec;
+	struct model *m;
+	struct fwd *f;
+	struct fwd_kv *a, *b;
+	struct fwd_seq seq[2];
+	int32_t ids[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	gen_spec(&spec, "llama", KERN_TYPE_F32);
+	m = open_model(gen_model(&spec, "batcherr.gguf"));
+	ck_assert_int_eq(fwd_new(m, 8, 16, 2, &f), 0);
+	ck_assert_int_eq(fwd_kv_new(m, 16, &a), 0);
+	ck_assert_int_eq(fwd_kv_new(m, 16, &b), 0);
+	memset(seq, 0, sizeof(seq));
+	seq[0].kv = a; seq[0].tokens = ids; seq[0].n = 5;
+	seq[1].kv = b; seq[1].tokens = ids; seq[1].n = 4;
+	ck_assert_int_eq(fwd_eval_batch(f, seq, 2, &err), -E2BIG);
+	seq[1].n = 3;
+	seq[1].kv = a;
+	ck_assert_int_eq(fwd_eval_batch(f, seq, 2, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "used twice"));
+	seq[1].kv = b;
+	seq[0].all_logits = true;
+	ck_assert_int_eq(fwd_eval_batch(f, seq, 2, &err), -E2BIG);
+	seq[0].all_logits = false;
+	ck_assert_int_eq(fwd_eval_batch(f, seq, 0, &err), -EINVAL);
+	ck_assert_uint_eq(a->n_past, 0);
+	ck_assert_uint_eq(b->n_past, 0);
+	ck_assert_int_eq(fwd_eval_batch(f, seq, 2, &err), 0);
+	ck_assert_uint_eq(a->n_past, 5);
+	ck_assert_uint_eq(b->n_past, 3);
+	ck_assert_int_eq(fwd_new(m, 4, 16, 5, &f), -EINVAL);	/* logits > batch */
+	fwd_kv_free(a);
+	fwd_kv_free(b);
+	fwd_free(f);
+	model_free(m);
+}
+END_TEST
+
 /* ---- limits ------------------------------------------------------------ */
 
 START_TEST(test_context_full)
@@ -432,21 +553,21 @@ START_TEST(test_context_full)
 
 	gen_spec(&spec, "llama", KERN_TYPE_F32);
 	m = open_model(gen_model(&spec, "ctx.gguf"));
-	ck_assert_int_eq(fwd_new(m, 4, 8, false, &f), 0);
+	ck_assert_int_eq(fwd_new(m, 4, 8, 1, &f), 0);
 	ck_assert_int_eq(fwd_kv_new(m, 8, &kv), 0);
-	ck_assert_int_eq(fwd_eval(f, kv, ids, 6, &err), 0);
+	ck_assert_int_eq(fwd_eval(f, kv, ids, 6, false, &err), 0);
 	ck_assert_uint_eq(kv->n_past, 6);
-	ck_assert_int_eq(fwd_eval(f, kv, ids, 3, &err), -ENOSPC);
+	ck_assert_int_eq(fwd_eval(f, kv, ids, 3, false, &err), -ENOSPC);
 	ck_assert_ptr_nonnull(strstr(err.msg, "context full"));
 	ck_assert_uint_eq(kv->n_past, 6);	/* unchanged */
-	ck_assert_int_eq(fwd_eval(f, kv, ids, 2, &err), 0);
+	ck_assert_int_eq(fwd_eval(f, kv, ids, 2, false, &err), 0);
 	ck_assert_uint_eq(kv->n_past, 8);
 	fwd_kv_truncate(kv, 2);
 	ck_assert_uint_eq(kv->n_past, 2);
-	ck_assert_int_eq(fwd_eval(f, kv, ids, 0, &err), -EINVAL);
+	ck_assert_int_eq(fwd_eval(f, kv, ids, 0, false, &err), -EINVAL);
 	fwd_kv_free(kv);
 	fwd_free(f);
-	ck_assert_int_eq(fwd_new(m, 0, 8, false, &f), -EINVAL);
+	ck_assert_int_eq(fwd_new(m, 0, 8, 1, &f), -EINVAL);
 	ck_assert_int_eq(fwd_kv_new(m, 0, &kv), -EINVAL);
 	model_free(m);
 }
@@ -464,11 +585,11 @@ START_TEST(test_token_range)
 	gen_spec(&spec, "qwen2", KERN_TYPE_F32);
 	m = open_model(gen_model(&spec, "range.gguf"));
 	big[1] = (int32_t)m->hp.n_vocab;
-	ck_assert_int_eq(fwd_new(m, 4, 16, false, &f), 0);
+	ck_assert_int_eq(fwd_new(m, 4, 16, 1, &f), 0);
 	ck_assert_int_eq(fwd_kv_new(m, 16, &kv), 0);
-	ck_assert_int_eq(fwd_eval(f, kv, bad, 3, &err), -EINVAL);
+	ck_assert_int_eq(fwd_eval(f, kv, bad, 3, false, &err), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "out of range"));
-	ck_assert_int_eq(fwd_eval(f, kv, big, 2, &err), -EINVAL);
+	ck_assert_int_eq(fwd_eval(f, kv, big, 2, false, &err), -EINVAL);
 	ck_assert_uint_eq(kv->n_past, 0);
 	fwd_kv_free(kv);
 	fwd_free(f);
@@ -674,8 +795,10 @@ model_suite(void)
 	tcase_add_loop_test(core, test_ref_logits, 0, N_REF_CASES);
 	tcase_add_loop_test(core, test_gen_batch_invariance, 0, N_GEN_CASES);
 	tcase_add_test(core, test_gen_quant_twin);
+	tcase_add_loop_test(core, test_gen_multi_seq, 0, 2);
 	tcase_add_test(limits, test_context_full);
 	tcase_add_test(limits, test_token_range);
+	tcase_add_test(limits, test_batch_errors);
 	tcase_set_timeout(errors, 120);
 	tcase_add_loop_test(errors, test_bad_model, 0, N_BAD_CASES);
 	tcase_add_test(errors, test_unsupported_type);

@@ -121,7 +121,7 @@ main(int argc, char **argv)
 		    "the context of %ld\n", n_ids, n_gen, n_ctx);
 		return 1;
 	}
-	if ((r = fwd_new(m, 512, (uint32_t)n_ctx, false, &f)) < 0 ||
+	if ((r = fwd_new(m, 512, (uint32_t)n_ctx, 1, &f)) < 0 ||
 	    (r = fwd_kv_new(m, (uint32_t)n_ctx, &kv)) < 0 ||
 	    (r = smp_new(&sp, (int32_t)m->hp.n_vocab, &s)) < 0) {
 		fprintf(stderr, "hearth-run: %s\n", strerror(-r));
@@ -141,7 +141,7 @@ main(int argc, char **argv)
 	tok_stream_init(&ts);
 	ts.first = false;	/* the prompt is already printed */
 	t0 = now_ms();
-	if ((r = fwd_eval(f, kv, ids, n_ids, &err)) < 0) {
+	if ((r = fwd_eval(f, kv, ids, n_ids, false, &err)) < 0) {
 		fprintf(stderr, "hearth-run: %s\n", err.msg);
 		return 1;
 	}
@@ -160,7 +160,7 @@ main(int argc, char **argv)
 		fflush(stdout);
 		if (i + 1 == (size_t)n_gen)
 			break;
-		if ((r = fwd_eval(f, kv, &tok, 1, &err)) < 0) {
+		if ((r = fwd_eval(f, kv, &tok, 1, false, &err)) < 0) {
 			fprintf(stderr, "\nhearth-run: %s\n", err.msg);
 			return 1;
 		}
