@@ -540,6 +540,49 @@ START_TEST(test_batch_errors)
 }
 END_TEST
 
+
+/* Tied output and rope frequency factors (Llama 3.1 style). */
+START_TEST(test_gen_tied_rope_freqs)
+{
+	struct mkm_spec spec;
+	struct model *m, *m_plain;
+	const struct gguf_tensor *t;
+	float ff[128];
+	int32_t ids[12];
+	float *a;
+	size_t i, V;
+
+	gen_spec(&spec, "llama", KERN_TYPE_Q8_0);
+	spec.tied = true;
+	spec.rope_freqs = true;
+	m = open_model(gen_model(&spec, "tied.gguf"));
+	ck_assert(m->tied);
+	ck_assert_ptr_null(gguf_find_tensor(m->gguf, "output.weight"));
+	ck_assert_ptr_eq(m->output.data, m->tok_embd.data);
+	t = gguf_find_tensor(m->gguf, "rope_freqs.weight");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_eq(t->ne[0], m->hp.n_rot / 2);
+	ck_assert_int_eq(gguf_read_tensor(m->gguf, t, ff, sizeof(ff), NULL), 0);
+
+	spec.tied = false;
+	spec.rope_freqs = false;
+	m_plain = open_model(gen_model(&spec, "plain.gguf"));
+	ck_assert(!m_plain->tied);
+	/* theta_i is divided by the i-th factor */
+	for (i = 0; i < m->hp.n_rot / 2; i++)
+		ck_assert_float_eq_tol(m->rope_freq[i],
+		    m_plain->rope_freq[i] / ff[i], 1e-6f * m_plain->rope_freq[i]);
+	V = m->hp.n_vocab;
+	gen_ids(ids, 12, (uint32_t)V, 3);
+	a = eval_all(m, ids, 12, 12);
+	for (i = 0; i < 12 * V; i++)
+		ck_assert_msg(isfinite(a[i]), "logit %zu", i);
+	free(a);
+	model_free(m);
+	model_free(m_plain);
+}
+END_TEST
+
 /* ---- limits ------------------------------------------------------------ */
 
 START_TEST(test_context_full)
@@ -796,6 +839,7 @@ model_suite(void)
 	tcase_add_loop_test(core, test_gen_batch_invariance, 0, N_GEN_CASES);
 	tcase_add_test(core, test_gen_quant_twin);
 	tcase_add_loop_test(core, test_gen_multi_seq, 0, 2);
+	tcase_add_test(core, test_gen_tied_rope_freqs);
 	tcase_add_test(limits, test_context_full);
 	tcase_add_test(limits, test_token_range);
 	tcase_add_test(limits, test_batch_errors);

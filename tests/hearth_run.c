@@ -63,7 +63,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	char *prompt = NULL, piece[512];
 	int32_t *ids = NULL, tok;
-	size_t n_ids = 0, len = 0, i;
+	size_t n_ids = 0, len = 0, i, n_done = 0;
 	long n_gen = 60, n_ctx = 0;
 	int c, r, show_ids = 0, n;
 	double t0, t1, t2;
@@ -151,6 +151,7 @@ main(int argc, char **argv)
 		if (tok_is_eog(m->tok, tok))
 			break;
 		smp_accept(s, tok);
+		n_done++;
 		if (show_ids)
 			fprintf(stderr, "%d ", tok);
 		n = tok_stream_push(m->tok, &ts, tok, false, piece,
@@ -170,11 +171,12 @@ main(int argc, char **argv)
 		fwrite(piece, 1, (size_t)n, stdout);
 	t2 = now_ms();
 	printf("\n");
+	fflush(stdout);
 	if (show_ids)
 		fprintf(stderr, "\n");
 	fprintf(stderr, "hearth-run: %zu prompt tokens in %.1f ms, %zu "
-	    "generated in %.1f ms (%.1f tokens/s)\n", n_ids, t1 - t0, i,
-	    t2 - t1, i > 0 ? i * 1e3 / (t2 - t1) : 0.0);
+	    "generated in %.1f ms (%.1f tokens/s)\n", n_ids, t1 - t0, n_done,
+	    t2 - t1, n_done > 0 ? n_done * 1e3 / (t2 - t1) : 0.0);
 
 	smp_free(s);
 	fwd_kv_free(kv);
