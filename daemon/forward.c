@@ -18,6 +18,14 @@
  * Every buffer is allocated by fwd_new(); nothing here allocates. Each
  * output element is computed from its own row only, in a fixed order, so
  * a token's results do not depend on the chunk size.
+ *
+ * The arithmetic is the model's kernel set (model->ops: the scalar
+ * references or SIMD kernels on repacked weights). One evaluation is one
+ * run of the model's worker pool: every thread walks the steps above,
+ * doing its share of each (rows of the batch for the per-row steps,
+ * equal bytes of weights for the matrix products, equal numbers of keys
+ * for attention) and meeting the others at a barrier where a step needs
+ * another's results. Which thread computes an element never changes how.
  */
 #include <errno.h>
 #include <math.h>
@@ -26,6 +34,7 @@
 
 #include "forward.h"
 #include "kernels.h"
+#include "pool.h"
 
 #define FWD_MAX_BATCH	4096
 #define FWD_MAX_CTX	(1u << 20)
@@ -71,17 +80,27 @@ fwd_kv_truncate(struct fwd_kv *kv, uint32_t n)
 		kv->n_past = n;
 }
 
-/* The widest input of any matrix product. */
+/* Bytes of the largest activation row any matrix product takes (64-byte
+ * multiple, so rows stay aligned). */
 static size_t
-fwd_max_cols(const struct model_hparams *hp)
+fwd_max_act_row(const struct model *m)
 {
-	size_t c = hp->n_embd;
+	const struct kern_ops *ops = m->ops;
+	size_t b = ops->act_row_bytes(m->output.type, m->output.cols), c;
+	uint32_t l;
 
-	if ((size_t)hp->n_head * hp->head_dim > c)
-		c = (size_t)hp->n_head * hp->head_dim;
-	if (hp->n_ff > c)
-		c = hp->n_ff;
-	return c;
+	for (l = 0; l < m->hp.n_layer; l++) {
+		const struct model_layer *L = &m->layers[l];
+		const struct model_weight *w[] = { &L->wq, &L->wk, &L->wv,
+		    &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+		size_t i;
+
+		for (i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+			if ((c = ops->act_row_bytes(w[i]->type, w[i]->cols)) >
+			    b)
+				b = c;
+	}
+	return (b + 63) & ~(size_t)63;
 }
 
 int
@@ -109,18 +128,21 @@ fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
 	f->k = malloc((size_t)n_batch * kv_dim * sizeof(float));
 	f->v = malloc((size_t)n_batch * kv_dim * sizeof(float));
 	f->att_out = malloc((size_t)n_batch * q_dim * sizeof(float));
-	f->att = malloc((size_t)n_ctx * sizeof(float));
+	f->n_att = model_threads(m);
+	f->att = malloc((size_t)f->n_att * n_ctx * sizeof(float));
 	f->hb = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
 	f->hb2 = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
-	/* quantized activations are never larger than float32 ones */
-	f->xq = malloc((size_t)n_batch * fwd_max_cols(hp) * sizeof(float));
+	f->xq_row = fwd_max_act_row(m);
+	f->xq = aligned_alloc(64, (size_t)n_batch * f->xq_row);
 	f->row_pos = malloc((size_t)n_batch * sizeof(*f->row_pos));
+	f->row_seq = malloc((size_t)n_batch * sizeof(*f->row_seq));
 	f->row_out = malloc((size_t)n_logits_max * sizeof(*f->row_out));
 	f->logits = malloc((size_t)n_logits_max * hp->n_vocab * sizeof(float));
 	if (f->x == NULL || f->xb == NULL || f->q == NULL || f->k == NULL ||
 	    f->v == NULL || f->att_out == NULL || f->att == NULL ||
 	    f->hb == NULL || f->hb2 == NULL || f->xq == NULL ||
-	    f->row_pos == NULL || f->row_out == NULL || f->logits == NULL) {
+	    f->row_pos == NULL || f->row_seq == NULL || f->row_out == NULL ||
+	    f->logits == NULL) {
 		fwd_free(f);
 		return -ENOMEM;
 	}
@@ -144,6 +166,7 @@ fwd_free(struct fwd *f)
 	free(f->hb2);
 	free(f->xq);
 	free(f->row_pos);
+	free(f->row_seq);
 	free(f->row_out);
 	free(f->logits);
 	free(f);
@@ -157,195 +180,355 @@ fwd_logits(const struct fwd *f, uint32_t i)
 	return f->logits + (size_t)i * f->m->hp.n_vocab;
 }
 
-/* y[n][dim] += b[dim] for each of n rows. */
-static void
-fwd_add_bias(float *y, const float *b, size_t n, size_t dim)
-{
-	size_t i;
+/* What every thread of one evaluation shares. */
+struct fwd_ctx {
+	struct fwd	*f;
+	struct fwd_seq	*seqs;
+	size_t		 n_seqs;
+	size_t		 n;		/* rows of the batch */
+	size_t		 n_out;		/* rows of logits */
+};
 
-	if (b == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		kern_add_ref(y + i * dim, b, dim);
+/* One matrix product of a group that shares its input rows. */
+struct fwd_mmi {
+	const struct model_weight *w;
+	float		*y;		/* [n][w->rows] */
+	const float	*bias;		/* [w->rows] or NULL */
+	bool		 add;		/* y += W x */
+};
+
+/* Thread ith's rows of n: [*a, *b). */
+static void
+fwd_split(size_t n, uint32_t ith, uint32_t nth, size_t *a, size_t *b)
+{
+	*a = n * ith / nth;
+	*b = n * (ith + 1) / nth;
+}
+
+static size_t
+fwd_weight_bytes(const struct kern_ops *ops, const struct model_weight *w)
+{
+	if (w->layout == KERN_LAYOUT_ROWS)
+		return kern_row_bytes(w->type, w->cols) * w->rows;
+	return ops->pack_size(w->type, w->rows, w->cols);
 }
 
 /*
- * y = W x for n rows of x: [n][w->cols] -> [n][w->rows]. The activations
- * are first put in the form the weight type multiplies with (8-bit
- * blocks for quantized weights, as llama.cpp does; see kernels/act.c).
+ * Thread ith's share of the products of a group whose activations are
+ * in f->xq: the weights are cut into units of row_align rows, and the
+ * thread takes the units that start in its 1/nth of the group's bytes.
  */
 static void
-fwd_matmul(struct fwd *f, const struct model_weight *w, const float *x,
-    size_t n, float *y)
+fwd_mm_part(struct fwd *f, const struct fwd_mmi *it, size_t n_it, size_t n,
+    uint32_t ith, uint32_t nth)
 {
-	size_t act = kern_act_row_bytes(w->type, w->cols);
-	const void *xq = x;
-	size_t i;
+	const struct kern_ops *ops = f->m->ops;
+	size_t total = 0, start = 0, lo, hi, i;
 
-	if (kern_act_type(w->type) != KERN_TYPE_F32) {
-		for (i = 0; i < n; i++)
-			kern_quantize_act_ref(w->type, x + i * w->cols,
-			    (uint8_t *)f->xq + i * act, w->cols);
-		xq = f->xq;
+	for (i = 0; i < n_it; i++)
+		total += fwd_weight_bytes(ops, it[i].w);
+	lo = (size_t)((unsigned __int128)total * ith / nth);
+	hi = (size_t)((unsigned __int128)total * (ith + 1) / nth);
+	for (i = 0; i < n_it; i++) {
+		const struct model_weight *w = it[i].w;
+		size_t bytes = fwd_weight_bytes(ops, w);
+		size_t align = ops->row_align;
+		size_t units = (w->rows + align - 1) / align;
+		size_t ub = bytes / units, u0, u1;
+		struct kern_mm mm;
+
+		u0 = lo <= start ? 0 : (lo - start + ub - 1) / ub;
+		u1 = hi <= start ? 0 : (hi - start + ub - 1) / ub;
+		if (u0 > units)
+			u0 = units;
+		if (u1 > units)
+			u1 = units;
+		start += bytes;
+		if (u0 >= u1)
+			continue;
+		mm.type = w->type;
+		mm.w = w->data;
+		mm.rows = w->rows;
+		mm.cols = w->cols;
+		mm.xq = f->xq;
+		mm.n_x = n;
+		mm.y = it[i].y;
+		mm.ldy = w->rows;
+		mm.bias = it[i].bias;
+		mm.add = it[i].add;
+		ops->matmul(&mm, u0 * align,
+		    u1 * align < w->rows ? u1 * align : w->rows);
 	}
-	kern_matmul_act_ref(w->type, w->data, w->rows, w->cols, xq, n, y);
 }
 
 /*
- * Causal attention of the n new queries of one sequence (batch rows r0 ..
- * r0+n-1) against layer l of its cache, which already holds their own
- * keys and values.   q: [rows][n_head*head_dim] -> att_out: same shape
+ * y_i = W_i x for a group of products over the same n input rows x
+ * ([n][cols]): the activations are put in the form the weight type
+ * multiplies with (8-bit blocks for quantized weights, as llama.cpp
+ * does; see kernels/act.c), each thread its own rows, then each thread
+ * computes its share of the products. Ends at a barrier: the outputs are
+ * complete for everyone.
  */
 static void
-fwd_attention(struct fwd *f, const struct fwd_kv *kv, uint32_t l,
-    size_t r0, size_t n)
+fwd_mm_group(struct fwd *f, const float *x, size_t n,
+    const struct fwd_mmi *it, size_t n_it, uint32_t ith, uint32_t nth)
 {
+	const struct kern_ops *ops = f->m->ops;
+	struct kern_pool *pool = f->m->pool;
+	size_t i, j, r, ra, rb, stride;
+	bool done[8] = { false };
+
+	fwd_split(n, ith, nth, &ra, &rb);
+	/* one pass per form of the activations (usually one) */
+	for (i = 0; i < n_it; i++) {
+		struct fwd_mmi sub[8];
+		size_t n_sub = 0;
+		const struct model_weight *w = it[i].w;
+
+		if (done[i])
+			continue;
+		for (j = i; j < n_it; j++) {
+			if (!done[j] && ops->act_same(w->type, it[j].w->type)) {
+				sub[n_sub++] = it[j];
+				done[j] = true;
+			}
+		}
+		stride = ops->act_row_bytes(w->type, w->cols);
+		for (r = ra; r < rb; r++)
+			ops->quantize_act(w->type, x + r * w->cols,
+			    (uint8_t *)f->xq + r * stride, w->cols);
+		kern_pool_barrier(pool);
+		fwd_mm_part(f, sub, n_sub, n, ith, nth);
+		kern_pool_barrier(pool);
+	}
+}
+
+/*
+ * Causal attention of every row against layer l of its sequence's
+ * cache, which already holds the rows' own keys and values. The units
+ * are (row, head); a row at position p costs p + 1 keys, and thread ith
+ * takes the units that start in its 1/nth of the total cost (threads
+ * past f->n_att have no scratch and sit out when the reference kernel,
+ * which needs it, runs). Adjacent heads sharing a kv head go together.
+ *   q: [rows][n_head*head_dim] -> att_out: same shape
+ */
+static void
+fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
+{
+	struct fwd *f = c->f;
 	const struct model_hparams *hp = &f->m->hp;
 	const size_t hd = hp->head_dim;
 	const size_t q_dim = (size_t)hp->n_head * hd;
 	const uint32_t group = hp->n_head / hp->n_head_kv;
-	const float scale = 1.0f / sqrtf((float)hd);
-	const uint16_t *kc = kv->k + (size_t)l * kv->n_ctx * kv->kv_dim;
-	const uint16_t *vc = kv->v + (size_t)l * kv->n_ctx * kv->kv_dim;
-	size_t i, t, d;
-	uint32_t h;
+	uint64_t total = 0, lo, hi, at = 0;
+	size_t r;
+	uint32_t nt = nth < f->n_att ? nth : f->n_att;
+	struct kern_attn a;
 
-	for (i = r0; i < r0 + n; i++) {
-		size_t pos = (size_t)f->row_pos[i];	/* attends to 0..pos */
+	if (ith >= nt)
+		return;
+	for (r = 0; r < c->n; r++)
+		total += ((uint64_t)f->row_pos[r] + 1) * hp->n_head;
+	lo = total * ith / nt;
+	hi = total * (ith + 1) / nt;
+	a.hd = hd;
+	a.scale = 1.0f / sqrtf((float)hd);
+	a.scratch = f->att + (size_t)ith * f->n_ctx;
+	for (r = 0; r < c->n && at < hi; r++) {
+		const struct fwd_kv *kv = c->seqs[f->row_seq[r]].kv;
+		uint64_t cost = (uint64_t)f->row_pos[r] + 1;
+		uint32_t h0, h1, h, e;
 
-		for (h = 0; h < hp->n_head; h++) {
-			const float *q = f->q + i * q_dim + h * hd;
-			float *o = f->att_out + i * q_dim + h * hd;
-			size_t kvh = (h / group) * hd;	/* shared kv head */
+		if (at + cost * hp->n_head <= lo) {
+			at += cost * hp->n_head;
+			continue;
+		}
+		/* heads h with lo <= at + h*cost < hi */
+		h0 = lo <= at ? 0 : (uint32_t)((lo - at + cost - 1) / cost);
+		h1 = hi <= at ? 0 : (uint32_t)((hi - at + cost - 1) / cost);
+		if (h1 > hp->n_head)
+			h1 = hp->n_head;
+		at += cost * hp->n_head;
+		for (h = h0; h < h1; h = e) {
+			size_t kvh = h / group;
 
-			/* scores against every key up to its own */
-			for (t = 0; t <= pos; t++) {
-				const uint16_t *k = kc + t * kv->kv_dim + kvh;
-				float s = 0.0f;
+			e = (uint32_t)(kvh + 1) * group;
+			if (e > h1)
+				e = h1;
+			a.q = f->q + r * q_dim + h * hd;
+			a.o = f->att_out + r * q_dim + h * hd;
+			a.n_q = e - h;
+			a.k = kv->k + (size_t)l * kv->n_ctx * kv->kv_dim +
+			    kvh * hd;
+			a.v = kv->v + (size_t)l * kv->n_ctx * kv->kv_dim +
+			    kvh * hd;
+			a.stride = kv->kv_dim;
+			a.n_keys = cost;
+			f->m->ops->attend(&a);
+		}
+	}
+}
 
-				for (d = 0; d < hd; d++)
-					s += q[d] * kern_fp16_to_fp32(k[d]);
-				f->att[t] = s * scale;
-			}
-			kern_softmax_ref(f->att, pos + 1);
-			/* weighted sum of values */
-			memset(o, 0, hd * sizeof(float));
-			for (t = 0; t <= pos; t++) {
-				const uint16_t *v = vc + t * kv->kv_dim + kvh;
-				float a = f->att[t];
+/* The final norm of the rows that need logits or embeddings (thread 0;
+ * the rows are packed into xb in order). */
+static void
+fwd_final_norm(struct fwd_ctx *c)
+{
+	struct fwd *f = c->f;
+	const struct model *m = f->m;
+	const size_t dim = m->hp.n_embd;
+	size_t s, r, j, n_out = 0;
 
-				for (d = 0; d < hd; d++)
-					o[d] += a * kern_fp16_to_fp32(v[d]);
-			}
+	for (s = 0, r = 0; s < c->n_seqs; r += c->seqs[s].n, s++) {
+		for (j = 0; j < c->seqs[s].n; j++) {
+			bool out = c->seqs[s].all_logits ||
+			    j + 1 == c->seqs[s].n;
+
+			if (!out && c->seqs[s].embd == NULL)
+				continue;
+			kern_rmsnorm_ref(f->xb + n_out * dim,
+			    f->x + (r + j) * dim, m->output_norm, dim,
+			    m->hp.rms_eps);
+			if (c->seqs[s].embd != NULL)
+				kern_add_ref(c->seqs[s].embd,
+				    f->xb + n_out * dim, dim);
+			if (out)
+				n_out++;
 		}
 	}
 }
 
 /*
  * The forward pass over a checked batch of n rows (the tokens of all
- * sequences, each sequence's rows contiguous and in order).
+ * sequences, each sequence's rows contiguous and in order), as thread
+ * ith of nth.
  */
 static void
-fwd_forward(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs, size_t n)
+fwd_thread(void *arg, uint32_t ith, uint32_t nth)
 {
+	struct fwd_ctx *c = arg;
+	struct fwd *f = c->f;
 	const struct model *m = f->m;
 	const struct model_hparams *hp = &m->hp;
+	const struct kern_ops *ops = m->ops;
+	struct kern_pool *pool = m->pool;
 	const size_t dim = hp->n_embd;
 	const size_t q_dim = (size_t)hp->n_head * hp->head_dim;
 	const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	const size_t emb_row = kern_row_bytes(m->tok_embd.type, dim);
-	size_t i, j, s, r, n_out;
+	size_t r, ra, rb;
 	uint32_t l;
 
+	fwd_split(c->n, ith, nth, &ra, &rb);
+
 	/* x[r] = the embedding row of the token of batch row r */
-	for (s = 0, r = 0; s < n_seqs; s++) {
-		for (j = 0; j < seqs[s].n; j++, r++) {
+	for (r = ra; r < rb; r++) {
+		const struct fwd_seq *q = &c->seqs[f->row_seq[r]];
+		int32_t tok = q->tokens[f->row_pos[r] - (int32_t)q->kv->n_past];
+
+		if (m->tok_embd.layout == KERN_LAYOUT_ROWS)
 			kern_dequant_row_ref(m->tok_embd.type,
 			    (const uint8_t *)m->tok_embd.data +
-			    (size_t)seqs[s].tokens[j] * emb_row,
-			    f->x + r * dim, dim);
-			f->row_pos[r] = (int32_t)(seqs[s].kv->n_past + j);
-		}
+			    (size_t)tok * emb_row, f->x + r * dim, dim);
+		else
+			ops->get_row(m->tok_embd.type, m->tok_embd.data,
+			    m->tok_embd.rows, dim, (size_t)tok, f->x + r * dim);
 	}
 
 	for (l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
+		const struct fwd_mmi qkv[] = {
+			{ &L->wq, f->q, L->bq, false },
+			{ &L->wk, f->k, L->bk, false },
+			{ &L->wv, f->v, L->bv, false },
+		};
+		const struct fwd_mmi wo[] = { { &L->wo, f->x, NULL, true } };
+		const struct fwd_mmi gate_up[] = {
+			{ &L->w_gate, f->hb, NULL, false },
+			{ &L->w_up, f->hb2, NULL, false },
+		};
+		const struct fwd_mmi down[] = {
+			{ &L->w_down, f->x, NULL, true },
+		};
 
-		/* attention block: pre-norm */
-		for (r = 0; r < n; r++)
+		/* attention block: pre-norm, then projections (+ biases):
+		 * q [n][q_dim], k and v [n][kv_dim] */
+		for (r = ra; r < rb; r++)
 			kern_rmsnorm_ref(f->xb + r * dim, f->x + r * dim,
 			    L->attn_norm, dim, hp->rms_eps);
+		fwd_mm_group(f, f->xb, c->n, qkv, 3, ith, nth);
 
-		/* projections: q [n][q_dim], k and v [n][kv_dim] */
-		fwd_matmul(f, &L->wq, f->xb, n, f->q);
-		fwd_matmul(f, &L->wk, f->xb, n, f->k);
-		fwd_matmul(f, &L->wv, f->xb, n, f->v);
-		fwd_add_bias(f->q, L->bq, n, q_dim);
-		fwd_add_bias(f->k, L->bk, n, kv_dim);
-		fwd_add_bias(f->v, L->bv, n, kv_dim);
+		/* rotate queries and keys by their absolute positions, and
+		 * append keys and values to the caches (fp16, as llama.cpp
+		 * keeps them) */
+		for (r = ra; r < rb; r++) {
+			struct fwd_kv *kv = c->seqs[f->row_seq[r]].kv;
+			size_t at = ((size_t)l * kv->n_ctx +
+			    (size_t)f->row_pos[r]) * kv_dim;
 
-		/* rotate queries and keys by their absolute positions */
-		for (r = 0; r < n; r++) {
 			kern_rope_ref(f->q + r * q_dim, hp->n_head,
 			    hp->head_dim, hp->n_rot, f->row_pos[r],
 			    m->rope_freq, hp->rope_neox);
 			kern_rope_ref(f->k + r * kv_dim, hp->n_head_kv,
 			    hp->head_dim, hp->n_rot, f->row_pos[r],
 			    m->rope_freq, hp->rope_neox);
+			ops->to_fp16(kv->k + at, f->k + r * kv_dim, kv_dim);
+			ops->to_fp16(kv->v + at, f->v + r * kv_dim, kv_dim);
 		}
-
-		/* per sequence: append to its cache (fp16, as llama.cpp
-		 * keeps it), then attend */
-		for (s = 0, r = 0; s < n_seqs; r += seqs[s].n, s++) {
-			struct fwd_kv *kv = seqs[s].kv;
-			size_t base = ((size_t)l * kv->n_ctx + kv->n_past) *
-			    kv_dim;
-
-			for (i = 0; i < seqs[s].n * kv_dim; i++) {
-				kv->k[base + i] =
-				    kern_fp32_to_fp16(f->k[r * kv_dim + i]);
-				kv->v[base + i] =
-				    kern_fp32_to_fp16(f->v[r * kv_dim + i]);
-			}
-			fwd_attention(f, kv, l, r, seqs[s].n);
-		}
+		kern_pool_barrier(pool);
+		fwd_attention(c, l, ith, nth);
+		kern_pool_barrier(pool);
 
 		/* output projection and residual: x += Wo att_out */
-		fwd_matmul(f, &L->wo, f->att_out, n, f->xb);
-		kern_add_ref(f->x, f->xb, n * dim);
+		fwd_mm_group(f, f->att_out, c->n, wo, 1, ith, nth);
 
-		/* feed-forward block (SwiGLU): pre-norm */
-		for (r = 0; r < n; r++)
+		/* feed-forward block (SwiGLU): pre-norm, gate and up,
+		 * silu(gate) * up, x += W_down of that */
+		for (r = ra; r < rb; r++)
 			kern_rmsnorm_ref(f->xb + r * dim, f->x + r * dim,
 			    L->ffn_norm, dim, hp->rms_eps);
-		fwd_matmul(f, &L->w_gate, f->xb, n, f->hb);
-		fwd_matmul(f, &L->w_up, f->xb, n, f->hb2);
-		kern_silu_mul_ref(f->hb, f->hb2, n * hp->n_ff);
-		fwd_matmul(f, &L->w_down, f->hb, n, f->xb);
-		kern_add_ref(f->x, f->xb, n * dim);
+		fwd_mm_group(f, f->xb, c->n, gate_up, 2, ith, nth);
+		for (r = ra; r < rb; r++)
+			ops->silu_mul(f->hb + r * hp->n_ff,
+			    f->hb2 + r * hp->n_ff, hp->n_ff);
+		fwd_mm_group(f, f->hb, c->n, down, 1, ith, nth);
 	}
 
-	/* final norm of the rows that need logits or embeddings */
-	n_out = 0;
-	for (s = 0, r = 0; s < n_seqs; r += seqs[s].n, s++) {
-		seqs[s].logits_row = (uint32_t)n_out;
-		for (j = 0; j < seqs[s].n; j++) {
-			bool out = seqs[s].all_logits || j + 1 == seqs[s].n;
+	/* final norm, then the vocabulary projection: logits
+	 * [n_out][n_vocab] */
+	if (ith == 0)
+		fwd_final_norm(c);
+	kern_pool_barrier(pool);
+	if (c->n_out > 0) {
+		const struct fwd_mmi out[] = {
+			{ &m->output, f->logits, NULL, false },
+		};
 
-			if (!out && seqs[s].embd == NULL)
-				continue;
-			kern_rmsnorm_ref(f->xb + n_out * dim,
-			    f->x + (r + j) * dim, m->output_norm, dim,
-			    hp->rms_eps);
-			if (seqs[s].embd != NULL)
-				kern_add_ref(seqs[s].embd, f->xb + n_out * dim,
-				    dim);
-			if (out)
-				n_out++;
+		fwd_mm_group(f, f->xb, c->n_out, out, 1, ith, nth);
+	}
+}
+
+/* Run a checked batch: lay out its rows, then one run of the pool. */
+static void
+fwd_forward(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs, size_t n)
+{
+	struct fwd_ctx c;
+	size_t s, j, r, n_out = 0;
+
+	for (s = 0, r = 0; s < n_seqs; s++) {
+		seqs[s].logits_row = (uint32_t)n_out;
+		n_out += seqs[s].all_logits ? seqs[s].n : 1;
+		for (j = 0; j < seqs[s].n; j++, r++) {
+			f->row_pos[r] = (int32_t)(seqs[s].kv->n_past + j);
+			f->row_seq[r] = (uint32_t)s;
 		}
 	}
-	/* the vocabulary projection: logits [n_out][n_vocab] */
-	fwd_matmul(f, &m->output, f->xb, n_out, f->logits);
+	c.f = f;
+	c.seqs = seqs;
+	c.n_seqs = n_seqs;
+	c.n = n;
+	c.n_out = n_out;
+	kern_pool_run(f->m->pool, fwd_thread, &c);
 	f->n_logits = (uint32_t)n_out;
 
 	for (s = 0; s < n_seqs; s++)

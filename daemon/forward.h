@@ -59,12 +59,16 @@ struct fwd {
 	float		*k;		/* [n_batch][kv_dim] new keys */
 	float		*v;		/* [n_batch][kv_dim] new values */
 	float		*att_out;	/* [n_batch][n_head*head_dim] */
-	float		*att;		/* [n_ctx] scores of one head */
+	float		*att;		/* [n_att][n_ctx] scores of one head
+					 * per thread (reference attention) */
 	float		*hb;		/* [n_batch][n_ff] gate */
 	float		*hb2;		/* [n_batch][n_ff] up */
 	void		*xq;		/* [n_batch] activation rows in the
 					 * weight type's form (<= float32) */
+	size_t		 xq_row;	/* bytes of one row of xq */
+	uint32_t	 n_att;		/* threads with an att row */
 	int32_t		*row_pos;	/* [n_batch] position of each row */
+	uint32_t	*row_seq;	/* [n_batch] its sequence in the batch */
 	uint32_t	*row_out;	/* [n_logits_max] rows that get logits */
 	float		*logits;	/* [n_logits_max][n_vocab] */
 	uint32_t	 n_logits;	/* rows of logits from the last eval */

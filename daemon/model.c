@@ -8,12 +8,14 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "model.h"
+#include "pool.h"
 
 #define MODEL_ALIGN		64	/* every tensor starts on a cache line */
 #define MODEL_MAX_LAYERS	1024
@@ -33,6 +35,7 @@ struct model_want {
 	const struct gguf_tensor *t;
 	size_t			 off;	/* into model->mem */
 	size_t			 size;	/* bytes there */
+	bool			 pack;	/* repacked for the kernels */
 };
 
 const char *
@@ -279,13 +282,22 @@ model_read_tensor(struct model *m, struct model_want *w, uint8_t *scratch,
 	if (w->t == NULL)
 		return 0;
 	if (w->w != NULL) {
-		r = gguf_read_tensor(m->gguf, w->t, dst, w->size, err);
-		if (r < 0)
-			return r;
 		w->w->type = w->t->type;
 		w->w->cols = w->ne0;
 		w->w->rows = w->ne1;
+		w->w->layout = w->pack ? m->ops->layout : KERN_LAYOUT_ROWS;
 		w->w->data = dst;
+		if (!w->pack || m->ops->layout == KERN_LAYOUT_ROWS)
+			return gguf_read_tensor(m->gguf, w->t, dst, w->size,
+			    err);
+		/* read the GGUF rows once, keep them repacked */
+		if (w->t->nbytes > scratch_size)
+			return err_set(err, -EINVAL, "tensor '%s' too large",
+			    w->name);
+		r = gguf_read_tensor(m->gguf, w->t, scratch, scratch_size, err);
+		if (r < 0)
+			return r;
+		m->ops->pack(w->t->type, scratch, w->ne1, w->ne0, dst);
 		return 0;
 	}
 	/* 1-D: read the raw data, then widen to float32 in place. */
@@ -398,8 +410,6 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 #undef WANT_F
 
 	/* Pass 1: check everything, lay out memory. */
-	off = 0;
-	scratch_size = 0;
 	for (i = 0; i < n_want; i++) {
 		if (want[i].name == NULL) {
 			r = err_set(err, -ENOMEM, "out of memory");
@@ -407,8 +417,31 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 		}
 		if ((r = model_check_tensor(m->gguf, &want[i], err)) < 0)
 			goto fail_path;
+	}
+	/* want[0] is token_embd, want[2] output: tied when it is absent */
+	m->ops = kern_ops();
+	off = 0;
+	scratch_size = 0;
+	for (i = 0; i < n_want; i++) {
 		if (want[i].t == NULL)
 			continue;
+		want[i].pack = want[i].w != NULL &&
+		    (i != 0 || want[2].t == NULL);
+		if (want[i].pack && m->ops->layout != KERN_LAYOUT_ROWS) {
+			want[i].size = m->ops->pack_size(want[i].t->type,
+			    want[i].ne1, want[i].ne0);
+			if (want[i].size == 0) {
+				r = err_set(err, -EINVAL, "tensor '%s': "
+				    "cannot be repacked", want[i].name);
+				goto fail_path;
+			}
+			if (want[i].t->nbytes > scratch_size)
+				scratch_size = want[i].t->nbytes;
+		}
+		if (want[i].size > SIZE_MAX - off - MODEL_ALIGN) {
+			r = err_set(err, -ENOMEM, "weights too large");
+			goto fail_path;
+		}
 		want[i].off = off;
 		off += (want[i].size + MODEL_ALIGN - 1) & ~(size_t)(MODEL_ALIGN - 1);
 		if (want[i].f != NULL && want[i].t->nbytes > scratch_size)
@@ -461,6 +494,12 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 		m->rope_freq[i] /= rope_ff[i];
 	}
 
+	r = model_set_threads(m, 0);
+	if (r < 0) {
+		err_set(err, r, "cannot start worker threads");
+		goto fail;
+	}
+
 	for (i = 0; i < n_want; i++)
 		free((char *)want[i].name);
 	free(want);
@@ -481,11 +520,49 @@ fail:
 	return r;
 }
 
+/* $HEARTH_THREADS, or 0 (one per physical core). */
+static uint32_t
+model_default_threads(void)
+{
+	const char *s = getenv("HEARTH_THREADS");
+	unsigned long v;
+	char *end;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0' || v > KERN_POOL_MAX_THREADS)
+		return 0;
+	return (uint32_t)v;
+}
+
+int
+model_set_threads(struct model *m, uint32_t n_threads)
+{
+	struct kern_pool *p;
+	int r;
+
+	if (n_threads == 0)
+		n_threads = model_default_threads();
+	if ((r = kern_pool_new(n_threads, &p)) < 0)
+		return r;
+	kern_pool_free(m->pool);
+	m->pool = p;
+	return 0;
+}
+
+uint32_t
+model_threads(const struct model *m)
+{
+	return kern_pool_threads(m->pool);
+}
+
 void
 model_free(struct model *m)
 {
 	if (m == NULL)
 		return;
+	kern_pool_free(m->pool);
 	free(m->mem);
 	free(m->layers);
 	free(m->rope_freq);

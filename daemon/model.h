@@ -39,13 +39,25 @@ struct model_hparams {
 	bool		 rope_neox;	/* pairs (i, i+n_rot/2) instead of (2i, 2i+1) */
 };
 
-/* A weight matrix of rows x cols in its GGUF type (resident memory). */
+/*
+ * A weight matrix of rows x cols in its GGUF type (resident memory), in
+ * the layout the model's kernels read: matrices the forward pass
+ * multiplies with are repacked once at load (model->ops->pack); the
+ * token embeddings, only looked up by row, keep the GGUF layout unless
+ * the output shares them.
+ */
 struct model_weight {
 	uint32_t	 type;		/* enum kern_type */
 	uint32_t	 rows;		/* output features (GGUF ne[1]) */
 	uint32_t	 cols;		/* input features (GGUF ne[0]) */
-	const void	*data;		/* rows * kern_row_bytes(type, cols) */
+	uint32_t	 layout;	/* KERN_LAYOUT_ROWS: data is rows *
+					 * kern_row_bytes(type, cols) bytes;
+					 * else ops->layout, ops->pack_size */
+	const void	*data;
 };
+
+struct kern_ops;
+struct kern_pool;
 
 struct model_layer {
 	const float		*attn_norm;	/* [n_embd] */
@@ -76,6 +88,10 @@ struct model {
 	void			*mem;		/* all weights, one allocation */
 	size_t			 mem_size;
 	uint64_t		 n_params;	/* elements of all weights */
+	const struct kern_ops	*ops;		/* the kernels (kern_ops() at
+						 * load); weights are in their
+						 * layout */
+	struct kern_pool	*pool;		/* its worker threads */
 };
 
 /* Progress callback for loading: bytes copied so far of total. Return
@@ -85,6 +101,16 @@ typedef int (*model_progress_fn)(uint64_t done, uint64_t total, void *arg);
 int  model_open(const char *path, model_progress_fn progress, void *arg,
 	    struct model **out, struct eng_err *err);
 void model_free(struct model *m);	/* accepts NULL */
+
+/*
+ * The model's worker pool: model_open() starts $HEARTH_THREADS threads
+ * (the caller of the forward pass included), or one per physical core.
+ * model_set_threads() restarts it with n (0: the default); never while a
+ * forward pass of the model runs. Returns 0 or -errno (the old pool then
+ * stays).
+ */
+int      model_set_threads(struct model *m, uint32_t n_threads);
+uint32_t model_threads(const struct model *m);
 
 const char *model_arch_name(enum model_arch arch);
 

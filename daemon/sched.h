@@ -28,6 +28,8 @@
 #include "proto.h"
 #include "sampler.h"
 
+struct sched;
+
 struct sched_params {
 	uint32_t	 n_parallel;	/* KV slots: sequences at once (4) */
 	uint32_t	 n_ctx;		/* positions per slot (min(train, 4096)) */
@@ -61,7 +63,8 @@ struct sched_req {
 	int32_t			 max_tokens;	/* resolved; -1 until the context */
 };
 
-/* NULL-safe; frees req->req's memory and the prompt. */
+/* NULL-safe; frees req->req's memory, the prompt and r itself (which
+ * must come from malloc). */
 void sched_req_free(struct sched_req *r);
 
 /*

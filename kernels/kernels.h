@@ -177,4 +177,144 @@ float    kern_vec_dot_ref(uint32_t wtype, const void *row, const void *xq,
 void     kern_matmul_act_ref(uint32_t wtype, const void *w, size_t rows,
 	    size_t cols, const void *xq, size_t n_x, float *y);
 
+/* --- attention reference (kernels/ref.c) -------------------------------- */
+
+/*
+ * Causal attention of one query head against n_keys cached positions:
+ *   k, v: position t's key/value of this head at k + t*stride (hd fp16);
+ *   s_t = (sum over d of q[d] * k_t[d], in order) * scale;
+ *   o = sum over t of softmax(s)_t * v_t (kern_softmax_ref, t in order).
+ * scratch holds n_keys floats.
+ */
+void kern_attend_ref(const float *q, const uint16_t *k, const uint16_t *v,
+	    size_t stride, size_t hd, size_t n_keys, float scale, float *o,
+	    float *scratch);
+
+/* --- dispatch (kernels/cpu.c) -------------------------------------------
+ *
+ * Every operation of the forward pass exists as the scalar reference and,
+ * where the CPU has the instructions, an AVX-512 version (kernels/
+ * avx512.c: VNNI vpdpbusd on 8-bit activations for Q4_0/Q8_0/Q4_K/Q6_K,
+ * F16C conversion + FMA for F16/F32/BF16). A struct kern_ops is one
+ * complete, consistent set: it fixes the layout weights are repacked into
+ * once at load, the form activations take, and the kernels that read
+ * them. kern_ops() picks a set once per process: the best the CPU runs,
+ * unless the environment variable HEARTH_KERNELS says "ref" (the scalar
+ * references, any CPU) or "avx512" (refused, falling back to ref, when
+ * the CPU lacks it); "auto" or unset picks.
+ *
+ * Numbers: the quantized types' fast kernels give bit for bit the
+ * references' results (integer block sums, then the same float operations
+ * in the same order per row); F32/F16/BF16 products, attention and silu
+ * differ from the references by rounding only (fused multiply-add, a
+ * vector exp). Either way each output element is computed by the same
+ * operations in the same order whatever the batch, the tile or the
+ * thread it falls in, so results never depend on the batch.
+ */
+
+/* What the CPU and the OS offer (cpuid, xgetbv), read once. */
+struct kern_cpu {
+	bool	avx2;		/* and the OS saves ymm state */
+	bool	fma;
+	bool	f16c;
+	bool	avx512f;	/* and the OS saves zmm and mask state */
+	bool	avx512bw;
+	bool	avx512vl;
+	bool	avx512dq;
+	bool	avx512vnni;	/* vpdpbusd / vpdpwssd on zmm */
+	bool	avx512bf16;	/* vdpbf16ps */
+	bool	avx_vnni;	/* the VEX (256-bit) form of VNNI */
+};
+
+const struct kern_cpu *kern_cpu(void);
+
+enum kern_isa {
+	KERN_ISA_REF = 0,	/* scalar references, GGUF layout */
+	KERN_ISA_AVX512 = 1,	/* F, BW, VL, DQ, VNNI (+ F16C, FMA) */
+};
+#define KERN_ISA_COUNT	2
+
+/* Weight layouts (struct model_weight.layout). */
+#define KERN_LAYOUT_ROWS	0	/* GGUF: rows of blocks */
+#define KERN_LAYOUT_R16		1	/* 16 rows interleaved per block
+					 * (kernels/avx512.c describes it) */
+
+/*
+ * One matrix product: rows r0 .. r1-1 of y = W x for n_x vectors.
+ *   y[i*ldy + r] = dot(row r, vector i)  (+ bias[r])  (+ old y, if add)
+ * in that order (the forward pass's "q = Wx; q += b" and "x += Wx").
+ */
+struct kern_mm {
+	uint32_t	 type;		/* weight type */
+	const void	*w;		/* rows x cols in the ops' layout */
+	size_t		 rows;
+	size_t		 cols;
+	const void	*xq;		/* n_x activation rows, act_row_bytes
+					 * apart, from the ops' quantize_act */
+	size_t		 n_x;
+	float		*y;		/* [n_x][ldy] */
+	size_t		 ldy;		/* >= rows */
+	const float	*bias;		/* [rows] or NULL */
+	bool		 add;		/* y += instead of y = */
+};
+
+/* One query row's heads that share a key/value head. */
+struct kern_attn {
+	const float	*q;		/* [n_q][hd] queries */
+	float		*o;		/* [n_q][hd] out */
+	size_t		 n_q;		/* heads */
+	const uint16_t	*k;		/* key of position t, this kv head:
+					 * k + t*stride, hd fp16 */
+	const uint16_t	*v;		/* value, likewise */
+	size_t		 stride;	/* fp16 elements between positions */
+	size_t		 hd;		/* head dim */
+	size_t		 n_keys;	/* positions 0 .. n_keys-1 */
+	float		 scale;		/* 1/sqrt(hd) */
+	float		*scratch;	/* [n_keys] floats (the reference's) */
+};
+
+struct kern_ops {
+	enum kern_isa	 isa;
+	const char	*name;		/* "ref", "avx512" */
+	uint32_t	 layout;	/* KERN_LAYOUT_* its weights take */
+	uint32_t	 row_align;	/* r0 of a kern_mm must be a multiple */
+
+	/* Bytes of a rows x cols matrix of type in this layout; 0 if
+	 * unsupported (cols not whole blocks). */
+	size_t	(*pack_size)(uint32_t type, size_t rows, size_t cols);
+	/* GGUF rows -> this layout (dst holds pack_size bytes). */
+	void	(*pack)(uint32_t type, const void *src, size_t rows,
+		    size_t cols, void *dst);
+	/* Row r of a packed matrix, dequantized as kern_dequant_row_ref
+	 * would the original row: dst[cols]. */
+	void	(*get_row)(uint32_t type, const void *w, size_t rows,
+		    size_t cols, size_t r, float *dst);
+
+	/* Bytes of one activation row for weight type wtype (a multiple
+	 * of 64 for the SIMD sets), and the quantizer filling it. */
+	size_t	(*act_row_bytes)(uint32_t wtype, size_t cols);
+	void	(*quantize_act)(uint32_t wtype, const float *x, void *xq,
+		    size_t n);
+	/* Activation rows of two weight types have the same form. */
+	bool	(*act_same)(uint32_t wtype_a, uint32_t wtype_b);
+
+	void	(*matmul)(const struct kern_mm *mm, size_t r0, size_t r1);
+	void	(*attend)(const struct kern_attn *a);
+	/* gate[n] = silu(gate) * up */
+	void	(*silu_mul)(float *gate, const float *up, size_t n);
+	/* dst[n] = fp16(src) rounded to nearest even */
+	void	(*to_fp16)(uint16_t *dst, const float *src, size_t n);
+};
+
+/* The chosen set (see above); never NULL. */
+const struct kern_ops *kern_ops(void);
+/* The set kern_ops() picks for a value of $HEARTH_KERNELS (NULL: unset):
+ * "ref", "avx512" (ref without it), anything else the best. */
+const struct kern_ops *kern_ops_choose(const char *want);
+/* A given set, or NULL when this CPU (or build) cannot run it. */
+const struct kern_ops *kern_ops_get(enum kern_isa isa);
+
+/* The AVX-512 set (kernels/avx512.c); NULL without CPU support. */
+const struct kern_ops *kern_avx512_ops(void);
+
 #endif /* HEARTH_KERNELS_H */

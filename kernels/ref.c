@@ -617,3 +617,38 @@ kern_rope_ref(float *x, size_t n_heads, size_t head_dim, size_t n_rot,
 		}
 	}
 }
+
+/* --- attention --------------------------------------------------------- */
+
+/*
+ * The forward pass's attention of one head, written out plainly: every
+ * score, then kern_softmax_ref over them, then the weighted sum of the
+ * values in position order.
+ */
+void
+kern_attend_ref(const float *q, const uint16_t *k, const uint16_t *v,
+    size_t stride, size_t hd, size_t n_keys, float scale, float *o,
+    float *scratch)
+{
+	size_t	t, d;
+	float	s, a;
+
+	for (t = 0; t < n_keys; t++) {
+		const uint16_t	*kt = k + t * stride;
+
+		s = 0.0f;
+		for (d = 0; d < hd; d++)
+			s += q[d] * kern_fp16_to_fp32(kt[d]);
+		scratch[t] = s * scale;
+	}
+	kern_softmax_ref(scratch, n_keys);
+	for (d = 0; d < hd; d++)
+		o[d] = 0.0f;
+	for (t = 0; t < n_keys; t++) {
+		const uint16_t	*vt = v + t * stride;
+
+		a = scratch[t];
+		for (d = 0; d < hd; d++)
+			o[d] += a * kern_fp16_to_fp32(vt[d]);
+	}
+}

@@ -86,13 +86,18 @@ arena_alloc(struct arena *a, size_t n)
 	return p;
 }
 
-/* n elements of size sz, overflow-checked. */
+/* n elements of size sz, overflow-checked, zeroed (optional fields
+ * that a message leaves out must read as 0, false, NULL). */
 static void *
 arena_array(struct arena *a, size_t n, size_t sz)
 {
+	void	*p;
+
 	if (sz != 0 && n > SIZE_MAX / sz)
 		return NULL;
-	return arena_alloc(a, n * sz);
+	if ((p = arena_alloc(a, n * sz)) != NULL)
+		memset(p, 0, n * sz);
+	return p;
 }
 
 /* ---- decoding context and errors ---- */

@@ -1734,6 +1734,124 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
+/*
+ * The hostile model files of issue 7 that the cases above do not make:
+ * each is refused with a clear message, or read correctly when it is
+ * odd but valid.
+ */
+START_TEST(test_hostile_files)
+{
+	struct bb bb = { 0 };
+	struct gguf *g;
+	const struct gguf_tensor *t;
+	struct eng_err e;
+	float v[8];
+	int i;
+
+	/* the magic alone */
+	bb_hdr(&bb, 3, 0, 0);
+	EXPECT_FAIL(bb.b, 4, -EINVAL, "truncated at byte 4 reading version");
+	bb.len = 0;
+
+	/* an array of 2^30 elements in a file of a few bytes */
+	bb_hdr(&bb, 3, 0, 1);
+	bb_str(&bb, "big");
+	bb_u32(&bb, GGUF_VTYPE_ARRAY);
+	bb_u32(&bb, GGUF_VTYPE_UINT8);
+	bb_u64(&bb, 1ull << 30);
+	bb_put(&bb, "abcd", 4);
+	EXPECT_FAIL(bb.b, bb.len, -E2BIG, "key 'big': array of 1073741824 "
+	    "elements > max 67108864");
+	bb.len = 0;
+
+	/* a string length of 2^63 */
+	bb_hdr(&bb, 3, 0, 1);
+	bb_str(&bb, "s");
+	bb_u32(&bb, GGUF_VTYPE_STRING);
+	bb_u64(&bb, 1ull << 63);
+	EXPECT_FAIL(bb.b, bb.len, -EFBIG, "key 's' value: string length "
+	    "9223372036854775808 > max");
+	bb.len = 0;
+
+	/* alignment 2^30 is a power of two: the tensor lands past the end */
+	bb_hdr(&bb, 3, 1, 1);
+	bb_str(&bb, "general.alignment");
+	bb_u32(&bb, GGUF_VTYPE_UINT32);
+	bb_u32(&bb, 1u << 30);
+	bb_str(&bb, "w");
+	bb_u32(&bb, 1);
+	bb_u64(&bb, 8);
+	bb_u32(&bb, 0);
+	bb_u64(&bb, 0);
+	bb_put(&bb, v, sizeof(v));
+	EXPECT_FAIL(bb.b, bb.len, -EINVAL, "tensor 'w': offset 1073741824 + "
+	    "32 bytes past end of file");
+	bb.len = 0;
+	/* ... and without tensors there is nothing to place */
+	bb_hdr(&bb, 3, 0, 1);
+	bb_str(&bb, "general.alignment");
+	bb_u32(&bb, GGUF_VTYPE_UINT32);
+	bb_u32(&bb, 1u << 30);
+	g = open_ok(bb.b, bb.len);
+	ck_assert_uint_eq(g->alignment, 1u << 30);
+	gguf_close(g);
+	bb.len = 0;
+
+	/* an offset with the top bit set (negative as int64) */
+	bb_hdr(&bb, 3, 1, 0);
+	bb_str(&bb, "w");
+	bb_u32(&bb, 1);
+	bb_u64(&bb, 8);
+	bb_u32(&bb, 0);
+	bb_u64(&bb, 1ull << 63);
+	while (bb.len % 32 != 0)
+		bb_put(&bb, "", 1);
+	bb_put(&bb, v, sizeof(v));
+	EXPECT_FAIL(bb.b, bb.len, -EINVAL, "past end of file");
+	bb.len = 0;
+
+	/* offsets out of order but disjoint: valid, each reads its own data */
+	for (i = 0; i < 8; i++)
+		v[i] = (float)i;
+	bb_hdr(&bb, 3, 2, 0);
+	bb_str(&bb, "late");
+	bb_u32(&bb, 1);
+	bb_u64(&bb, 4);
+	bb_u32(&bb, 0);
+	bb_u64(&bb, 32);
+	bb_str(&bb, "early");
+	bb_u32(&bb, 1);
+	bb_u64(&bb, 4);
+	bb_u32(&bb, 0);
+	bb_u64(&bb, 0);
+	while (bb.len % 32 != 0)
+		bb_put(&bb, "", 1);
+	bb_put(&bb, v, 16);
+	bb_put(&bb, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+	bb_put(&bb, v + 4, 16);
+	g = open_ok(bb.b, bb.len);
+	t = gguf_find_tensor(g, "late");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(gguf_read_tensor(g, t, v, sizeof(v), &e), 0);
+	ck_assert(v[0] == 4.0f && v[3] == 7.0f);
+	t = gguf_find_tensor(g, "early");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(gguf_read_tensor(g, t, v, sizeof(v), &e), 0);
+	ck_assert(v[0] == 0.0f && v[3] == 3.0f);
+	gguf_close(g);
+	free(bb.b);
+
+	/* endless character devices are not files */
+	g = NULL;
+	if (access("/dev/zero", R_OK) == 0) {
+		ck_assert_int_eq(gguf_open("/dev/zero", &g, &e), -EINVAL);
+		ck_assert_msg(strstr(e.msg, "/dev/zero: is a character device")
+		    != NULL, "%s", e.msg);
+		ck_assert_ptr_null(g);
+	}
+}
+END_TEST
+
 static Suite *
 gguf_suite(void)
 {
@@ -1774,6 +1892,7 @@ gguf_suite(void)
 	tcase_add_test(tc, test_read_tensor_errors);
 	tcase_add_test(tc, test_every_prefix);
 	tcase_add_test(tc, test_fuzz);
+	tcase_add_test(tc, test_hostile_files);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,8 @@
 /*
  * check_kernels.c - tests of kernels/: type traits, fp16/bf16
  * conversions, quantizers, the scalar reference dequantizers, dot and
- * matmul, and the element-wise operations.
+ * matmul, and the element-wise operations; then every kernel set the CPU
+ * runs (kernels/cpu.c) against those references.
  *
  * Known values are written out by hand (block bytes and the numbers they
  * stand for), random data comes from the seeded tu_rand_* generators,
@@ -1773,6 +1774,502 @@ START_TEST(test_act_matmul_batch)
 }
 END_TEST
 
+/* --- core: the kernel sets against the references ------------------------
+ *
+ * Every kernel set this CPU runs (the references through the same table,
+ * and AVX-512 where the CPU has it) is compared with the scalar reference
+ * functions on random data whose shapes end in partial tiles: row counts
+ * that are not whole 16-row groups, one or an odd number of blocks, odd
+ * numbers of vectors and more vectors than one pass (64) takes. Named
+ * tolerances:
+ *   quantized weights (Q4_0, Q8_0, Q4_K, Q6_K): none, bit for bit: the
+ *     block sums are integers and the float operations per row the same,
+ *     in the same order, as kernels/act.c's;
+ *   TOL_SIMD_F_DOT: float weights (F32, F16, BF16): one fused multiply-add
+ *     per element instead of a product and a sum, same order: at most
+ *     this times n times sum |w_i x_i| (two roundings per element);
+ *   TOL_SIMD_SILU: silu with a vector exp (within 2 ulp of expf), plus
+ *     the division and product: relative to |result| (+ one subnormal);
+ *   TOL_SIMD_ATTN: attention with online softmax, a vector exp and FMA:
+ *     relative to max |v| (the output is a convex combination of values).
+ * Whatever the set, each output is the same bits whatever the number of
+ * vectors or the range of rows it is computed in (batch invariance).
+ */
+#define TOL_SIMD_F_DOT	(2.0 / 16777216.0)
+#define TOL_SIMD_SILU	(16.0 / 16777216.0)
+#define TOL_SIMD_ATTN	2e-5
+
+/* The sets to test: the reference always, then whatever the CPU runs. */
+static int
+simd_sets(const struct kern_ops **out)
+{
+	int	 n = 0, isa;
+
+	for (isa = 0; isa < KERN_ISA_COUNT; isa++)
+		if ((out[n] = kern_ops_get((enum kern_isa)isa)) != NULL)
+			n++;
+	return n;
+}
+
+static void *
+alloc64(size_t n)
+{
+	void	*p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+/* Weights of type t: rows x cols, GGUF layout, from random floats. */
+static uint8_t *
+make_matrix(uint32_t t, size_t rows, size_t cols, uint64_t *st)
+{
+	size_t	 be = kern_type_block_elems(t), rb = kern_row_bytes(t, cols);
+	float	*x = malloc(cols * sizeof(float));
+	uint8_t	*w = malloc(rows * rb);
+	size_t	 r;
+
+	ck_assert_ptr_nonnull(x);
+	ck_assert_ptr_nonnull(w);
+	for (r = 0; r < rows; r++) {
+		fill_blocks(x, cols, be > 1 ? be : 32, (int)(r % 4), st);
+		ck_assert_int_eq(kern_quantize_row(t, x, w + r * rb, cols), 0);
+	}
+	free(x);
+	return w;
+}
+
+/*
+ * Activations with the blocks quantizers find hard: all zero, a tie of
+ * +a and -a for the largest magnitude (the first decides the sign), one
+ * value far above the rest; the others normal.
+ */
+static void
+fill_acts(float *x, size_t n, uint64_t *st)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		x[i] = tu_rand_normal(st) * ((i / 32) % 3 + 0.5f);
+	if (n >= 64)
+		memset(x + 32, 0, 32 * sizeof(float));
+	if (n >= 96) {
+		x[70] = -9.0f;
+		x[90] = 9.0f;
+	}
+	if (n >= 256)
+		x[200] = 1000.0f;
+}
+
+/* Choosing a set by name; each set's table is complete. */
+START_TEST(test_ops_dispatch)
+{
+	const struct kern_ops	*sets[KERN_ISA_COUNT], *ref, *best;
+	const struct kern_cpu	*c = kern_cpu();
+	int			 n = simd_sets(sets), i;
+	bool			 has512;
+
+	ref = kern_ops_get(KERN_ISA_REF);
+	ck_assert_ptr_nonnull(ref);
+	ck_assert_int_eq(ref->isa, KERN_ISA_REF);
+	ck_assert_uint_eq(ref->layout, KERN_LAYOUT_ROWS);
+	ck_assert_uint_eq(ref->row_align, 1);
+	has512 = c->avx512f && c->avx512bw && c->avx512vl && c->avx512dq &&
+	    c->avx512vnni && c->fma && c->f16c;
+	ck_assert(has512 == (kern_ops_get(KERN_ISA_AVX512) != NULL));
+	ck_assert_ptr_null(kern_ops_get((enum kern_isa)KERN_ISA_COUNT));
+	best = has512 ? kern_ops_get(KERN_ISA_AVX512) : ref;
+	ck_assert_ptr_eq(kern_ops_choose("ref"), ref);
+	ck_assert_ptr_eq(kern_ops_choose("avx512"), best);
+	ck_assert_ptr_eq(kern_ops_choose("auto"), best);
+	ck_assert_ptr_eq(kern_ops_choose(NULL), best);
+	ck_assert_ptr_eq(kern_ops_choose("no-such-set"), best);
+	ck_assert_ptr_nonnull(kern_ops());
+	ck_assert_ptr_eq(kern_ops(), kern_ops_choose(getenv("HEARTH_KERNELS")));
+	/* AVX-512 implies what it is built on */
+	if (c->avx512f)
+		ck_assert(c->avx2 && c->fma && c->f16c);
+	for (i = 0; i < n; i++) {
+		const struct kern_ops *o = sets[i];
+
+		ck_assert_ptr_nonnull(o->name);
+		ck_assert(o->pack_size != NULL && o->pack != NULL &&
+		    o->get_row != NULL && o->act_row_bytes != NULL &&
+		    o->quantize_act != NULL && o->act_same != NULL &&
+		    o->matmul != NULL && o->attend != NULL &&
+		    o->silu_mul != NULL && o->to_fp16 != NULL);
+		ck_assert_uint_ge(o->row_align, 1);
+	}
+}
+END_TEST
+
+/* Repacked weights give back every row exactly, ragged groups too. */
+START_TEST(test_simd_pack_rows)
+{
+	static const size_t	 rows_list[] = { 1, 15, 16, 17, 37 };
+	const uint32_t		 type = all_types[_i];
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	size_t			 be = kern_type_block_elems(type);
+	size_t			 cols = be > 1 ? 3 * be : 80;
+	size_t			 rb = kern_row_bytes(type, cols), ri, r, sz;
+	uint64_t		 st = 0xbacc + (uint64_t)_i;
+	float			 a[3 * 256], b[3 * 256];
+	int			 n = simd_sets(sets), k;
+
+	for (k = 0; k < n; k++) {
+		for (ri = 0; ri < sizeof(rows_list) / sizeof(rows_list[0]);
+		    ri++) {
+			size_t	 rows = rows_list[ri];
+			uint8_t	*w = make_matrix(type, rows, cols, &st);
+			uint8_t	*p;
+
+			sz = sets[k]->pack_size(type, rows, cols);
+			ck_assert_uint_ge(sz, rows * rb);
+			p = alloc64(sz);
+			sets[k]->pack(type, w, rows, cols, p);
+			for (r = 0; r < rows; r++) {
+				kern_dequant_row_ref(type, w + r * rb, a, cols);
+				sets[k]->get_row(type, p, rows, cols, r, b);
+				CHECK(memcmp(a, b, cols * sizeof(float)) == 0,
+				    "%s %s: row %zu of %zu differs",
+				    sets[k]->name, kern_type_name(type), r,
+				    rows);
+			}
+			free(p);
+			free(w);
+		}
+		/* unsupported shapes */
+		ck_assert_uint_eq(sets[k]->pack_size(type, 4, be > 1 ?
+		    be + 1 : 0), 0);
+		ck_assert_uint_eq(sets[k]->pack_size(7, 4, 32), 0);
+		ck_assert_uint_eq(sets[k]->act_row_bytes(7, 32), 0);
+	}
+}
+END_TEST
+
+/* Expected y = old + (dot + bias), in that order, as the references. */
+static float
+mm_expect(float dot, const float *bias, size_t r, bool add, float old)
+{
+	float	 v = dot;
+
+	if (bias != NULL)
+		v = v + bias[r];
+	return add ? old + v : v;
+}
+
+/* The shapes of test_simd_matmul: rows, blocks per row, vectors. */
+static const struct mm_shape {
+	size_t	 rows;
+	size_t	 blocks;	/* of the type; float types: 8 per block */
+	size_t	 n_x;
+} mm_shapes[] = {
+	{ 1, 1, 1 }, { 17, 1, 3 }, { 16, 5, 8 }, { 33, 3, 9 },
+	{ 5, 7, 13 }, { 50, 2, 65 }, { 47, 1, 4 },
+};
+
+START_TEST(test_simd_matmul)
+{
+	const uint32_t		 type = all_types[_i];
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	const bool		 exact = kern_act_type(type) != KERN_TYPE_F32;
+	size_t			 be = kern_type_block_elems(type);
+	uint64_t		 st = 0x77 + (uint64_t)_i;
+	int			 n = simd_sets(sets), k;
+	size_t			 si;
+
+	for (si = 0; si < sizeof(mm_shapes) / sizeof(mm_shapes[0]); si++) {
+		const struct mm_shape *sh = &mm_shapes[si];
+		size_t	 rows = sh->rows, n_x = sh->n_x;
+		size_t	 cols = be > 1 ? sh->blocks * be : sh->blocks * 8 + 1;
+		size_t	 rb = kern_row_bytes(type, cols);
+		size_t	 rab = kern_act_row_bytes(type, cols);
+		uint8_t	*w = make_matrix(type, rows, cols, &st);
+		float	*x = malloc(n_x * cols * sizeof(float));
+		float	*wd = malloc(cols * sizeof(float));
+		float	*bias = malloc(rows * sizeof(float));
+		float	*y0 = malloc(n_x * rows * sizeof(float));
+		float	*yref = malloc(n_x * rows * sizeof(float));
+		float	*y = malloc(n_x * rows * sizeof(float));
+		float	*y1 = malloc(rows * sizeof(float));
+		double	*mag = malloc(n_x * rows * sizeof(double));
+		uint8_t	*xr = malloc(n_x * rab);
+		size_t	 i, r, d;
+
+		ck_assert(x && wd && bias && y0 && yref && y && y1 && mag &&
+		    xr);
+		fill_acts(x, n_x * cols, &st);
+		for (r = 0; r < rows; r++)
+			bias[r] = tu_rand_normal(&st);
+		for (i = 0; i < n_x * rows; i++)
+			y0[i] = tu_rand_normal(&st);
+		for (i = 0; i < n_x; i++)
+			kern_quantize_act_ref(type, x + i * cols, xr + i * rab,
+			    cols);
+		kern_matmul_act_ref(type, w, rows, cols, xr, n_x, yref);
+		for (i = 0; i < n_x; i++) {
+			for (r = 0; r < rows; r++) {
+				double m = 0;
+
+				kern_dequant_row_ref(type, w + r * rb, wd, cols);
+				for (d = 0; d < cols; d++)
+					m += fabs((double)wd[d] *
+					    x[i * cols + d]);
+				mag[i * rows + r] = m;
+			}
+		}
+		for (k = 0; k < n; k++) {
+			const struct kern_ops *o = sets[k];
+			size_t	 ab = o->act_row_bytes(type, cols);
+			uint8_t	*p = alloc64(o->pack_size(type, rows, cols));
+			uint8_t	*xq = alloc64(n_x * ab);
+			size_t	 split, variant;
+			struct kern_mm mm;
+
+			ck_assert_uint_eq(ab % (o->row_align > 1 ? 64 : 1), 0);
+			o->pack(type, w, rows, cols, p);
+			for (i = 0; i < n_x; i++)
+				o->quantize_act(type, x + i * cols, xq + i * ab,
+				    cols);
+			memset(&mm, 0, sizeof(mm));
+			mm.type = type;
+			mm.w = p;
+			mm.rows = rows;
+			mm.cols = cols;
+			mm.xq = xq;
+			mm.n_x = n_x;
+			mm.ldy = rows;
+			/* plain, with a bias, adding to y (x += Wx) */
+			for (variant = 0; variant < 3; variant++) {
+				mm.y = y;
+				mm.bias = variant == 1 ? bias : NULL;
+				mm.add = variant == 2;
+				memcpy(y, y0, n_x * rows * sizeof(float));
+				/* two ranges of rows, as two threads */
+				split = (rows / 2) / o->row_align * o->row_align;
+				o->matmul(&mm, 0, split);
+				o->matmul(&mm, split, rows);
+				for (i = 0; i < n_x * rows; i++) {
+					float e = mm_expect(yref[i], mm.bias,
+					    i % rows, mm.add, y0[i]);
+					double tol = exact ? 0 : TOL_SIMD_F_DOT *
+					    (double)cols * mag[i] +
+					    (mm.add || mm.bias ? 1e-6 *
+					    fabs((double)e) : 0);
+
+					CHECK(exact ? bits_of(y[i]) ==
+					    bits_of(e) : fabs((double)y[i] -
+					    e) <= tol, "%s %s %zux%zu n_x %zu "
+					    "variant %zu: y[%zu] %.9g, ref %.9g",
+					    o->name, kern_type_name(type), rows,
+					    cols, n_x, variant, i, (double)y[i],
+					    (double)e);
+				}
+			}
+			/* each vector alone: the same bits as in the batch */
+			mm.bias = NULL;
+			mm.add = false;
+			memset(y, 0, n_x * rows * sizeof(float));
+			mm.y = y;
+			o->matmul(&mm, 0, rows);
+			for (i = 0; i < n_x; i++) {
+				mm.xq = xq + i * ab;
+				mm.n_x = 1;
+				mm.y = y1;
+				o->matmul(&mm, 0, rows);
+				for (r = 0; r < rows; r++)
+					CHECK(bits_of(y1[r]) ==
+					    bits_of(y[i * rows + r]),
+					    "%s %s: vector %zu row %zu alone "
+					    "differs", o->name,
+					    kern_type_name(type), i, r);
+			}
+			free(p);
+			free(xq);
+		}
+		free(w);
+		free(x);
+		free(wd);
+		free(bias);
+		free(y0);
+		free(yref);
+		free(y);
+		free(y1);
+		free(mag);
+		free(xr);
+	}
+}
+END_TEST
+
+/* Fused attention against kern_attend_ref, heads of several sizes. */
+START_TEST(test_simd_attention)
+{
+	static const size_t	 hds[] = { 8, 64, 80, 128 };
+	static const size_t	 keys[] = { 1, 15, 16, 17, 100 };
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	int			 n = simd_sets(sets), k;
+	uint64_t		 st = 0xa77;
+	size_t			 hi, ki, i, h;
+
+	for (hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
+		for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++) {
+			size_t	 hd = hds[hi], nk = keys[ki], nq = 4;
+			size_t	 stride = 2 * hd + 8;
+			float	*q = malloc(nq * hd * sizeof(float));
+			float	*o = malloc(nq * hd * sizeof(float));
+			float	*oref = malloc(nq * hd * sizeof(float));
+			float	*scr = malloc(nk * sizeof(float));
+			uint16_t *kc = malloc(nk * stride * 2);
+			uint16_t *vc = malloc(nk * stride * 2);
+			float	 vmax = 0, scale = 1.0f / sqrtf((float)hd);
+			struct kern_attn a;
+
+			ck_assert(q && o && oref && scr && kc && vc);
+			for (i = 0; i < nq * hd; i++)
+				q[i] = tu_rand_normal(&st) * 2;
+			for (i = 0; i < nk * stride; i++) {
+				kc[i] = kern_fp32_to_fp16(tu_rand_normal(&st));
+				vc[i] = kern_fp32_to_fp16(tu_rand_normal(&st));
+				if (fabsf(kern_fp16_to_fp32(vc[i])) > vmax)
+					vmax = fabsf(kern_fp16_to_fp32(vc[i]));
+			}
+			for (h = 0; h < nq; h++)
+				kern_attend_ref(q + h * hd, kc + hd, vc + hd,
+				    stride, hd, nk, scale, oref + h * hd, scr);
+			for (k = 0; k < n; k++) {
+				memset(&a, 0, sizeof(a));
+				a.q = q;
+				a.o = o;
+				a.n_q = nq;
+				a.k = kc + hd;
+				a.v = vc + hd;
+				a.stride = stride;
+				a.hd = hd;
+				a.n_keys = nk;
+				a.scale = scale;
+				a.scratch = scr;
+				sets[k]->attend(&a);
+				for (i = 0; i < nq * hd; i++)
+					CHECK(fabsf(o[i] - oref[i]) <=
+					    TOL_SIMD_ATTN * vmax, "%s: hd %zu "
+					    "keys %zu: out[%zu] %.9g, ref %.9g",
+					    sets[k]->name, hd, nk, i,
+					    (double)o[i], (double)oref[i]);
+				if (sets[k]->isa == KERN_ISA_REF)
+					ck_assert(memcmp(o, oref, nq * hd *
+					    sizeof(float)) == 0);
+			}
+			free(q);
+			free(o);
+			free(oref);
+			free(scr);
+			free(kc);
+			free(vc);
+		}
+	}
+}
+END_TEST
+
+/* silu(gate) * up and fp32 -> fp16, every length, every element alike. */
+START_TEST(test_simd_elementwise)
+{
+	static const size_t	 lens[] = { 1, 15, 16, 17, 1000 };
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	int			 n = simd_sets(sets), k;
+	uint64_t		 st = 0xe1e;
+	size_t			 li, i;
+
+	for (li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		size_t	 len = lens[li];
+		float	*g = malloc(len * sizeof(float));
+		float	*u = malloc(len * sizeof(float));
+		float	*gr = malloc(len * sizeof(float));
+		float	*gs = malloc(len * sizeof(float));
+		uint16_t *h = malloc(len * 2), *hr = malloc(len * 2);
+
+		ck_assert(g && u && gr && gs && h && hr);
+		for (i = 0; i < len; i++) {
+			g[i] = tu_rand_normal(&st) * (i % 7 == 0 ? 40.0f : 3.0f);
+			u[i] = tu_rand_normal(&st);
+		}
+		if (len > 10) {
+			g[1] = 0.0f;
+			g[2] = -100.0f;		/* exp(100): inf, silu -0 */
+			g[3] = 100.0f;
+			g[4] = 1e-30f;
+			g[5] = 70000.0f;	/* fp16: inf */
+			g[6] = 3e-6f;		/* fp16: subnormal */
+			g[7] = -65519.0f;	/* fp16: rounds to -65504 */
+		}
+		memcpy(gr, g, len * sizeof(float));
+		kern_silu_mul_ref(gr, u, len);
+		for (i = 0; i < len; i++)
+			hr[i] = kern_fp32_to_fp16(g[i]);
+		for (k = 0; k < n; k++) {
+			memcpy(gs, g, len * sizeof(float));
+			sets[k]->silu_mul(gs, u, len);
+			for (i = 0; i < len; i++) {
+				float	 one = g[i];
+
+				CHECK(fabsf(gs[i] - gr[i]) <= TOL_SIMD_SILU *
+				    fabsf(gr[i]) + FLT_TRUE_MIN, "%s silu: "
+				    "[%zu] %.9g, ref %.9g", sets[k]->name, i,
+				    (double)gs[i], (double)gr[i]);
+				/* alone, the element comes out the same */
+				sets[k]->silu_mul(&one, &u[i], 1);
+				CHECK(bits_of(one) == bits_of(gs[i]),
+				    "%s silu: element %zu depends on the "
+				    "length", sets[k]->name, i);
+			}
+			sets[k]->to_fp16(h, g, len);
+			CHECK(memcmp(h, hr, len * 2) == 0, "%s: fp16 differs",
+			    sets[k]->name);
+		}
+		free(g);
+		free(u);
+		free(gr);
+		free(gs);
+		free(h);
+		free(hr);
+	}
+}
+END_TEST
+
+/* Empty ranges and no vectors write nothing. */
+START_TEST(test_simd_empty)
+{
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	int			 n = simd_sets(sets), k;
+	uint64_t		 st = 5;
+	uint8_t			*w = make_matrix(KERN_TYPE_Q8_0, 20, 64, &st);
+	float			 y[40], x[64];
+
+	for (k = 0; k < n; k++) {
+		const struct kern_ops *o = sets[k];
+		uint8_t	*p = alloc64(o->pack_size(KERN_TYPE_Q8_0, 20, 64));
+		uint8_t	*xq = alloc64(o->act_row_bytes(KERN_TYPE_Q8_0, 64));
+		struct kern_mm mm = { KERN_TYPE_Q8_0, p, 20, 64, xq, 1, y, 20,
+		    NULL, false };
+		size_t	 i;
+
+		o->pack(KERN_TYPE_Q8_0, w, 20, 64, p);
+		for (i = 0; i < 64; i++)
+			x[i] = (float)i;
+		o->quantize_act(KERN_TYPE_Q8_0, x, xq, 64);
+		for (i = 0; i < 40; i++)
+			y[i] = -1.0f;
+		o->matmul(&mm, 16, 16);
+		mm.n_x = 0;
+		o->matmul(&mm, 0, 20);
+		for (i = 0; i < 40; i++)
+			ck_assert(y[i] == -1.0f);
+		free(p);
+		free(xq);
+	}
+	free(w);
+}
+END_TEST
+
 static Suite *
 kernels_suite(void)
 {
@@ -1808,6 +2305,11 @@ kernels_suite(void)
 	tcase_add_loop_test(tc, test_act_dot, 0, N_TYPES);
 	tcase_add_test(tc, test_act_q8_k_block);
 	tcase_add_loop_test(tc, test_act_matmul_batch, 0, N_TYPES);
+	tcase_add_test(tc, test_ops_dispatch);
+	tcase_add_loop_test(tc, test_simd_pack_rows, 0, N_TYPES);
+	tcase_add_loop_test(tc, test_simd_matmul, 0, N_TYPES);
+	tcase_add_test(tc, test_simd_attention);
+	tcase_add_test(tc, test_simd_elementwise);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");
@@ -1816,6 +2318,7 @@ kernels_suite(void)
 	tcase_add_test(tc, test_unsupported_types);
 	tcase_add_test(tc, test_row_bytes_overflow);
 	tcase_add_loop_test(tc, test_quant_extremes, 0, 4);
+	tcase_add_test(tc, test_simd_empty);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -1,0 +1,28 @@
+/*
+ * dispatch.h - one handler per request type: decode and check a frame,
+ * answer what the loop can answer itself (hello, list, show, ps, stats,
+ * ping, cancel, render, unload), and hand model work to the registry
+ * (load) or the model's scheduler (generate, chat, eval, embed,
+ * tokenize, detokenize), rendering chat templates first.
+ */
+#ifndef HEARTH_DISPATCH_H
+#define HEARTH_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "proto.h"
+
+/* One frame body from c. */
+void	dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
+/*
+ * d waited for its model, which is resident now: answer it (load) or
+ * submit it to the scheduler. d is unlinked from the model's waiters.
+ */
+void	dispatch_resume(struct dreq *d);
+/* End d with an error (a failed load, shutdown...). */
+void	dispatch_fail(struct dreq *d, enum proto_code code, const char *fmt,
+	    ...) __attribute__((format(printf, 3, 4)));
+
+#endif /* HEARTH_DISPATCH_H */

@@ -1,0 +1,952 @@
+/*
+ * registry.c - the models directory and the resident models: loading
+ * on a loader thread, keep-alive, unloading, eviction, and the list,
+ * show and ps replies.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "meta.h"
+#include "registry.h"
+#include "server.h"
+
+#define REG_EXT		".gguf"
+#define REG_EXT_LEN	5
+#define REG_PROGRESS_STEP 100	/* progress events per load at most */
+
+/* What list knows of one file, kept while the file does not change. */
+struct reg_cache {
+	char			*name;
+	dev_t			 dev;
+	ino_t			 ino;
+	off_t			 size;
+	struct timespec		 mtime;
+	struct meta_info	 info;
+	bool			 seen;	/* in the latest scan */
+	TAILQ_ENTRY(reg_cache)	 entry;
+};
+
+struct registry {
+	struct srv		*srv;
+	char			*dir;		/* models directory */
+	char			*dir_real;	/* its realpath, for links */
+	TAILQ_HEAD(, reg_model)	 models;	/* loading or resident */
+	uint32_t		 n_models;
+	TAILQ_HEAD(, reg_cache)	 cache;		/* list info by file */
+	uint64_t		 gone_prompt;	/* tokens of unloaded models */
+	uint64_t		 gone_generated;
+};
+
+/* Memory a reply points into, kept in resp->mem until reg_reply_free. */
+struct reg_reply_mem {
+	void			*array;		/* list/ps entries */
+	struct meta_show	 show;
+	struct gguf		*g;		/* show: opened for it */
+};
+
+static void reg_model_free(struct reg_model *rm);
+static void reg_unload_now(struct reg_model *rm);
+static void reg_check_idle(struct reg_model *rm);
+static int  reg_start_load(struct reg_model *rm, struct proto_err *err);
+
+int
+reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
+    size_t errsize)
+{
+	struct registry *r;
+	struct stat st;
+
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errsize, "models directory %s: %s", dir,
+		    strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errsize, "models directory %s: not a directory",
+		    dir);
+		return -ENOTDIR;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->dir = strdup(dir)) == NULL ||
+	    (r->dir_real = realpath(dir, NULL)) == NULL) {
+		if (r != NULL)
+			free(r->dir);
+		free(r);
+		snprintf(err, errsize, "out of memory");
+		return -ENOMEM;
+	}
+	r->srv = s;
+	TAILQ_INIT(&r->models);
+	TAILQ_INIT(&r->cache);
+	*out = r;
+	return 0;
+}
+
+void
+reg_free(struct registry *r)
+{
+	struct reg_model *rm;
+	struct reg_cache *ce;
+
+	if (r == NULL)
+		return;
+	TAILQ_FOREACH(rm, &r->models, entry)
+		atomic_store(&rm->cancel, true);
+	while ((rm = TAILQ_FIRST(&r->models)) != NULL) {
+		TAILQ_REMOVE(&r->models, rm, entry);
+		if (rm->thread_live) {
+			/* its LOADED post is freed by srv_free */
+			pthread_join(rm->thread, NULL);
+			rm->thread_live = false;
+		}
+		if (rm->s != NULL)
+			log_info("registry: unloading %s", rm->name);
+		reg_model_free(rm);
+	}
+	while ((ce = TAILQ_FIRST(&r->cache)) != NULL) {
+		TAILQ_REMOVE(&r->cache, ce, entry);
+		free(ce->name);
+		free(ce);
+	}
+	free(r->dir);
+	free(r->dir_real);
+	free(r);
+}
+
+/* ---- names and files ---- */
+
+/*
+ * Check the file of a model: a regular file, reached through a symlink
+ * only when the link stays inside the directory or the configuration
+ * allows links out of it.
+ */
+static int
+reg_check_file(struct registry *r, const char *name, const char *path,
+    struct stat *st, struct proto_err *err)
+{
+	char *real;
+	size_t n;
+
+	if (lstat(path, st) != 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return proto_err_set(err, PROTO_E_NOT_FOUND, -ENOENT,
+			    "no model named '%s' in %s", name, r->dir);
+		return proto_err_set(err, PROTO_E_INTERNAL, -errno,
+		    "model %s: %s", name, strerror(errno));
+	}
+	if (S_ISLNK(st->st_mode)) {
+		if ((real = realpath(path, NULL)) == NULL)
+			return proto_err_set(err, PROTO_E_NOT_FOUND, -ENOENT,
+			    "model %s: dangling link: %s", name,
+			    strerror(errno));
+		n = strlen(r->dir_real);
+		if (!r->srv->cfg->external_links &&
+		    (strncmp(real, r->dir_real, n) != 0 || real[n] != '/')) {
+			free(real);
+			return proto_err_set(err, PROTO_E_DENIED, -EPERM,
+			    "model %s is a link out of the models directory "
+			    "(external_links is off)", name);
+		}
+		free(real);
+		if (stat(path, st) != 0)
+			return proto_err_set(err, PROTO_E_NOT_FOUND, -ENOENT,
+			    "model %s: %s", name, strerror(errno));
+	}
+	if (!S_ISREG(st->st_mode))
+		return proto_err_set(err, PROTO_E_NOT_FOUND, -ENOENT,
+		    "model %s is not a regular file", name);
+	return 0;
+}
+
+int
+reg_path(struct registry *r, const char *name, char **path,
+    struct proto_err *err)
+{
+	struct stat st;
+	char *p;
+	int rc;
+
+	if ((rc = proto_check_model_name(name, err)) < 0)
+		return rc;
+	if (asprintf(&p, "%s/%s%s", r->dir, name, REG_EXT) < 0)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if ((rc = reg_check_file(r, name, p, &st, err)) < 0) {
+		free(p);
+		return rc;
+	}
+	*path = p;
+	return 0;
+}
+
+struct reg_model *
+reg_find(struct registry *r, const char *name)
+{
+	struct reg_model *rm;
+
+	TAILQ_FOREACH(rm, &r->models, entry)
+		if (strcmp(rm->name, name) == 0)
+			return rm;
+	return NULL;
+}
+
+/* ---- loading ---- */
+
+static int
+reg_load_progress(uint64_t done, uint64_t total, void *arg)
+{
+	struct reg_model *rm = arg;
+	uint64_t step = total / REG_PROGRESS_STEP;
+
+	if (atomic_load(&rm->cancel))
+		return 1;
+	if (done == total || done >= rm->prog_posted + step) {
+		rm->prog_posted = done;
+		srv_post_progress(rm->reg->srv, rm, done, total);
+	}
+	return 0;
+}
+
+/* The scheduler settings: the model's defaults, then the configuration. */
+static void
+reg_sched_params(const struct config *cfg, const struct srv *s,
+    const struct model *m, struct sched_params *p)
+{
+	sched_params_default(p, m);
+	p->n_parallel = cfg->n_parallel;
+	if (cfg->n_ctx != 0) {
+		p->n_ctx = cfg->n_ctx;
+		if (m->hp.n_ctx_train > 0 && p->n_ctx > m->hp.n_ctx_train)
+			p->n_ctx = m->hp.n_ctx_train;
+	}
+	p->n_batch = cfg->n_batch;
+	p->prefill_chunk = cfg->prefill_chunk;
+	p->max_queue = cfg->max_queue;
+	p->limits = s->limits;
+}
+
+/* The loader thread: read the weights, start the scheduler. */
+static void *
+reg_load_main(void *arg)
+{
+	struct reg_model *rm = arg;
+	struct srv *s = rm->reg->srv;
+	struct eng_err err = { "" };
+	struct model *m = NULL;
+	struct sched *sc = NULL;
+	int r;
+
+	r = model_open(rm->path, reg_load_progress, rm, &m, &err);
+	if (r == 0) {
+		reg_sched_params(s->cfg, s, m, &rm->sp);
+		if ((r = sched_new(m, &rm->sp, srv_post_frame, s, &sc,
+		    &err)) < 0) {
+			model_free(m);
+			m = NULL;
+		}
+	}
+	srv_post_loaded(s, rm, m, sc, r, err.msg);
+	return NULL;
+}
+
+static int
+reg_start_load(struct reg_model *rm, struct proto_err *err)
+{
+	int r;
+
+	atomic_store(&rm->cancel, false);
+	rm->prog_posted = 0;
+	rm->prog_done = rm->prog_total = 0;
+	rm->load_start = srv_now();
+	rm->state = REG_LOADING;
+	if ((r = pthread_create(&rm->thread, NULL, reg_load_main, rm)) != 0)
+		return proto_err_set(err, PROTO_E_INTERNAL, -r,
+		    "cannot start a loader thread: %s", strerror(r));
+	rm->thread_live = true;
+	log_info("registry: loading %s", rm->name);
+	return 0;
+}
+
+static void reg_ka_cb(evutil_socket_t, short, void *);
+
+/* Unload the least recently used idle model; false if none is idle. */
+static bool
+reg_evict(struct registry *r)
+{
+	struct reg_model *rm, *best = NULL;
+
+	TAILQ_FOREACH(rm, &r->models, entry)
+		if (rm->state == REG_RESIDENT && rm->active == 0 &&
+		    TAILQ_EMPTY(&rm->waiters) &&
+		    (best == NULL || rm->last_use < best->last_use))
+			best = rm;
+	if (best == NULL)
+		return false;
+	log_info("registry: unloading %s to make room (max_models %u)",
+	    best->name, r->srv->cfg->max_models);
+	reg_unload_now(best);
+	return true;
+}
+
+int
+reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
+    struct reg_model **out, struct proto_err *err)
+{
+	struct reg_model *rm;
+	char *path = NULL;
+	int rc;
+
+	if ((rm = reg_find(r, name)) != NULL) {
+		if (has_ka)
+			rm->keep_alive = keep_alive;
+		*out = rm;
+		return 0;
+	}
+	if ((rc = reg_path(r, name, &path, err)) < 0)
+		return rc;
+	while (r->n_models >= r->srv->cfg->max_models)
+		if (!reg_evict(r)) {
+			free(path);
+			return proto_err_set(err, PROTO_E_BUSY, -EBUSY,
+			    "%u models are resident or loading and busy; "
+			    "try again later", r->n_models);
+		}
+	if ((rm = calloc(1, sizeof(*rm))) == NULL ||
+	    (rm->name = strdup(name)) == NULL ||
+	    (rm->ka_timer = evtimer_new(r->srv->base, reg_ka_cb, rm)) ==
+	    NULL) {
+		if (rm != NULL)
+			free(rm->name);
+		free(rm);
+		free(path);
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	}
+	rm->reg = r;
+	rm->path = path;
+	rm->keep_alive = has_ka ? keep_alive : r->srv->cfg->keep_alive;
+	rm->last_use = srv_now();
+	TAILQ_INIT(&rm->waiters);
+	TAILQ_INIT(&rm->unloaders);
+	if ((rc = reg_start_load(rm, err)) < 0) {
+		reg_model_free(rm);
+		return rc;
+	}
+	TAILQ_INSERT_TAIL(&r->models, rm, entry);
+	r->n_models++;
+	*out = rm;
+	return 0;
+}
+
+void
+reg_wait(struct reg_model *rm, struct dreq *d)
+{
+	d->model = rm;
+	d->state = DREQ_WAITING;
+	TAILQ_INSERT_TAIL(&rm->waiters, d, model_entry);
+	reg_check_idle(rm);
+}
+
+void
+reg_running(struct reg_model *rm, struct dreq *d)
+{
+	d->model = rm;
+	d->state = DREQ_RUNNING;
+	rm->active++;
+	rm->last_use = srv_now();
+	reg_check_idle(rm);
+}
+
+void
+reg_detach(struct dreq *d)
+{
+	struct reg_model *rm = d->model;
+
+	if (rm == NULL)
+		return;
+	switch (d->state) {
+	case DREQ_WAITING:
+		TAILQ_REMOVE(&rm->waiters, d, model_entry);
+		break;
+	case DREQ_UNLOADING:
+		TAILQ_REMOVE(&rm->unloaders, d, model_entry);
+		break;
+	case DREQ_RUNNING:
+		rm->active--;
+		rm->last_use = srv_now();
+		break;
+	case DREQ_NONE:
+		break;
+	}
+	d->model = NULL;
+	d->state = DREQ_NONE;
+	reg_check_idle(rm);	/* may free rm */
+}
+
+/* Arm or disarm the keep-alive; finish an unload that waited. */
+static void
+reg_check_idle(struct reg_model *rm)
+{
+	struct timeval tv;
+
+	if (rm->state == REG_UNLOADING) {
+		if (rm->active == 0)
+			reg_unload_now(rm);
+		return;
+	}
+	if (rm->state != REG_RESIDENT || rm->active > 0 ||
+	    !TAILQ_EMPTY(&rm->waiters) || rm->keep_alive < 0) {
+		evtimer_del(rm->ka_timer);
+		rm->ka_expire = 0;
+		return;
+	}
+	tv.tv_sec = (time_t)rm->keep_alive;
+	tv.tv_usec = 0;
+	evtimer_add(rm->ka_timer, &tv);
+	rm->ka_expire = srv_now() + (double)rm->keep_alive;
+}
+
+static void
+reg_ka_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct reg_model *rm = arg;
+
+	(void)fd;
+	(void)what;
+	rm->ka_expire = 0;
+	if (rm->state != REG_RESIDENT || rm->active > 0 ||
+	    !TAILQ_EMPTY(&rm->waiters))
+		return;
+	log_info("registry: unloading %s: idle for %lld s", rm->name,
+	    (long long)rm->keep_alive);
+	reg_unload_now(rm);
+}
+
+/* Answer an unload request: the model is gone. */
+static void
+reg_answer_unload(struct dreq *d)
+{
+	struct proto_response resp;
+
+	proto_response_init(&resp, PROTO_MSG_REPLY, d->id);
+	resp.request = PROTO_MSG_UNLOAD;
+	conn_reply(d->conn, &resp);
+	conn_req_end(d);
+}
+
+/* Answer every unload request waiting on rm. */
+static void
+reg_answer_unloaders(struct reg_model *rm)
+{
+	struct dreq *d;
+
+	while ((d = TAILQ_FIRST(&rm->unloaders)) != NULL) {
+		TAILQ_REMOVE(&rm->unloaders, d, model_entry);
+		d->model = NULL;
+		d->state = DREQ_NONE;
+		reg_answer_unload(d);
+	}
+	rm->unload_asked = false;
+}
+
+/* Fail every request waiting on rm. */
+static void
+reg_fail_waiters(struct reg_model *rm, enum proto_code code, const char *msg)
+{
+	struct dreq *d;
+
+	while ((d = TAILQ_FIRST(&rm->waiters)) != NULL) {
+		TAILQ_REMOVE(&rm->waiters, d, model_entry);
+		d->model = NULL;
+		d->state = DREQ_NONE;
+		dispatch_fail(d, code, "cannot load model %s: %s", rm->name,
+		    msg);
+	}
+}
+
+/* Remove rm from the registry and free it. */
+static void
+reg_remove(struct reg_model *rm)
+{
+	struct registry *r = rm->reg;
+
+	TAILQ_REMOVE(&r->models, rm, entry);
+	r->n_models--;
+	reg_model_free(rm);
+}
+
+/*
+ * Requests came for rm while it went away: load it again, or fail them.
+ * Frees rm when nothing waits.
+ */
+static void
+reg_after_unload(struct reg_model *rm)
+{
+	struct proto_err e;
+
+	if (TAILQ_EMPTY(&rm->waiters) || rm->reg->srv->stopping) {
+		reg_fail_waiters(rm, PROTO_E_INTERNAL, "the server is "
+		    "stopping");
+		reg_remove(rm);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	if (reg_start_load(rm, &e) < 0) {
+		reg_fail_waiters(rm, PROTO_E_INTERNAL, e.msg);
+		reg_remove(rm);
+	}
+}
+
+/* Stop the scheduler and free the weights now; rm may be freed. */
+static void
+reg_unload_now(struct reg_model *rm)
+{
+	struct registry *r = rm->reg;
+	struct sched_stats st;
+
+	evtimer_del(rm->ka_timer);
+	rm->ka_expire = 0;
+	if (rm->s != NULL) {
+		sched_get_stats(rm->s, &st);
+		r->gone_prompt += st.prompt_tokens;
+		r->gone_generated += st.generated_tokens;
+		/* requests still there belong to dropped connections */
+		sched_free(rm->s);
+		rm->s = NULL;
+	}
+	if (rm->m != NULL) {
+		log_info("registry: unloaded %s (%.1f MB)", rm->name,
+		    (double)rm->m->mem_size / 1e6);
+		model_free(rm->m);
+		rm->m = NULL;
+	}
+	rm->state = REG_LOADING;	/* neither resident nor unloading */
+	rm->active = 0;
+	reg_answer_unloaders(rm);
+	reg_after_unload(rm);
+}
+
+void
+reg_progress(struct reg_model *rm, uint64_t done, uint64_t total)
+{
+	struct proto_response resp;
+	struct dreq *d;
+
+	rm->prog_done = done;
+	rm->prog_total = total;
+	TAILQ_FOREACH(d, &rm->waiters, model_entry) {
+		if (d->type != PROTO_MSG_LOAD)
+			continue;
+		proto_response_init(&resp, PROTO_MSG_PROGRESS, d->id);
+		resp.u.progress.done = done <= total ? done : total;
+		resp.u.progress.total = total;
+		conn_reply(d->conn, &resp);
+	}
+}
+
+void
+reg_loaded(struct reg_model *rm, struct model *m, struct sched *s, int rc,
+    const char *msg)
+{
+	struct sched_stats st;
+	struct dreq *d;
+
+	if (rm->thread_live) {
+		pthread_join(rm->thread, NULL);
+		rm->thread_live = false;
+	}
+	rm->load_ms = (srv_now() - rm->load_start) * 1e3;
+	if (rc < 0) {
+		if (rc == -ECANCELED)
+			log_info("registry: loading %s cancelled", rm->name);
+		else
+			log_warnx("registry: cannot load %s: %s", rm->name,
+			    msg);
+		if (rm->unload_asked) {
+			reg_answer_unloaders(rm);
+			reg_after_unload(rm);
+			return;
+		}
+		reg_fail_waiters(rm, PROTO_E_MODEL_ERROR, msg[0] ? msg :
+		    strerror(-rc));
+		reg_remove(rm);
+		return;
+	}
+	rm->m = m;
+	rm->s = s;
+	rm->state = REG_RESIDENT;
+	rm->last_use = srv_now();
+	sched_get_stats(s, &st);
+	log_info("registry: loaded %s: %s, %.1f MB weights, %.1f MB cache "
+	    "(%u slots of %u), in %.0f ms", rm->name,
+	    model_arch_name(m->hp.arch), (double)m->mem_size / 1e6,
+	    (double)(st.kv_bytes + st.scratch_bytes) / 1e6, rm->sp.n_parallel,
+	    rm->sp.n_ctx, rm->load_ms);
+	if (rm->unload_asked) {
+		reg_unload_now(rm);
+		return;
+	}
+	while ((d = TAILQ_FIRST(&rm->waiters)) != NULL) {
+		TAILQ_REMOVE(&rm->waiters, d, model_entry);
+		d->state = DREQ_NONE;	/* d->model stays rm */
+		dispatch_resume(d);
+	}
+	reg_check_idle(rm);
+}
+
+int
+reg_unload(struct registry *r, const char *name, struct dreq *d,
+    struct proto_err *err)
+{
+	struct reg_model *rm;
+	char *path;
+	int rc;
+
+	if ((rm = reg_find(r, name)) == NULL) {
+		if ((rc = reg_path(r, name, &path, err)) < 0)
+			return rc;
+		free(path);
+		return 1;	/* not resident: nothing to do */
+	}
+	if (rm->state == REG_RESIDENT && rm->active == 0 &&
+	    TAILQ_EMPTY(&rm->waiters)) {
+		log_info("registry: unloading %s on request", rm->name);
+		reg_unload_now(rm);
+		return 1;
+	}
+	if (rm->state == REG_LOADING) {
+		atomic_store(&rm->cancel, true);
+	} else if (rm->state == REG_RESIDENT) {
+		log_info("registry: unloading %s once its %u requests end",
+		    rm->name, rm->active);
+		rm->state = REG_UNLOADING;
+		evtimer_del(rm->ka_timer);
+		rm->ka_expire = 0;
+	}
+	rm->unload_asked = true;
+	d->model = rm;
+	d->state = DREQ_UNLOADING;
+	TAILQ_INSERT_TAIL(&rm->unloaders, d, model_entry);
+	if (rm->state == REG_UNLOADING && rm->active == 0)
+		reg_unload_now(rm);	/* only waiters were left */
+	return 0;
+}
+
+void
+reg_drop_conn(struct registry *r, uint64_t conn_id)
+{
+	struct reg_model *rm;
+
+	TAILQ_FOREACH(rm, &r->models, entry)
+		if (rm->s != NULL)
+			sched_drop_conn(rm->s, conn_id);
+}
+
+void
+reg_pause_conn(struct registry *r, uint64_t conn_id, bool paused)
+{
+	struct reg_model *rm;
+
+	TAILQ_FOREACH(rm, &r->models, entry)
+		if (rm->s != NULL)
+			sched_pause_conn(rm->s, conn_id, paused);
+}
+
+static void
+reg_model_free(struct reg_model *rm)
+{
+	struct dreq *d;
+
+	if (rm == NULL)
+		return;
+	while ((d = TAILQ_FIRST(&rm->waiters)) != NULL) {
+		TAILQ_REMOVE(&rm->waiters, d, model_entry);
+		d->model = NULL;
+		d->state = DREQ_NONE;
+	}
+	while ((d = TAILQ_FIRST(&rm->unloaders)) != NULL) {
+		TAILQ_REMOVE(&rm->unloaders, d, model_entry);
+		d->model = NULL;
+		d->state = DREQ_NONE;
+	}
+	sched_free(rm->s);
+	model_free(rm->m);
+	if (rm->ka_timer != NULL)
+		event_free(rm->ka_timer);
+	free(rm->name);
+	free(rm->path);
+	free(rm);
+}
+
+/* ---- replies ---- */
+
+static struct reg_reply_mem *
+reg_reply_mem(struct proto_response *resp)
+{
+	struct reg_reply_mem *mem = calloc(1, sizeof(*mem));
+
+	resp->mem = mem;
+	return mem;
+}
+
+void
+reg_reply_free(struct proto_response *resp)
+{
+	struct reg_reply_mem *mem = resp->mem;
+
+	if (mem == NULL)
+		return;
+	free(mem->array);
+	meta_show_free(&mem->show);
+	gguf_close(mem->g);
+	free(mem);
+	resp->mem = NULL;
+}
+
+/* The cache entry of a file, refreshed when it changed; NULL: no memory. */
+static struct reg_cache *
+reg_cache_get(struct registry *r, const char *name, const char *path,
+    const struct stat *st)
+{
+	struct eng_err err = { "" };
+	struct reg_cache *ce;
+	struct gguf *g;
+
+	TAILQ_FOREACH(ce, &r->cache, entry)
+		if (strcmp(ce->name, name) == 0)
+			break;
+	if (ce != NULL && ce->dev == st->st_dev && ce->ino == st->st_ino &&
+	    ce->size == st->st_size &&
+	    ce->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    ce->mtime.tv_nsec == st->st_mtim.tv_nsec)
+		return ce;
+	if (ce == NULL) {
+		if ((ce = calloc(1, sizeof(*ce))) == NULL ||
+		    (ce->name = strdup(name)) == NULL) {
+			free(ce);
+			return NULL;
+		}
+		TAILQ_INSERT_TAIL(&r->cache, ce, entry);
+	}
+	ce->dev = st->st_dev;
+	ce->ino = st->st_ino;
+	ce->size = st->st_size;
+	ce->mtime = st->st_mtim;
+	memset(&ce->info, 0, sizeof(ce->info));
+	if (gguf_open(path, &g, &err) == 0) {
+		meta_info(g, &ce->info);
+		gguf_close(g);
+	} else
+		log_debug("registry: list: %s", err.msg);
+	return ce;
+}
+
+static int
+reg_cmp_info(const void *a, const void *b)
+{
+	const struct proto_model_info *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+int
+reg_list(struct registry *r, struct proto_response *resp,
+    struct proto_err *err)
+{
+	struct proto_model_info *v = NULL, *nv;
+	struct reg_reply_mem *mem;
+	struct reg_cache *ce, *tmp;
+	struct reg_model *rm;
+	struct dirent *de;
+	struct proto_err fe;
+	struct stat st;
+	char name[NAME_MAX + 1], *path;
+	size_t len, n = 0, cap = 0;
+	DIR *dir;
+
+	if ((mem = reg_reply_mem(resp)) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if ((dir = opendir(r->dir)) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -errno,
+		    "models directory %s: %s", r->dir, strerror(errno));
+	TAILQ_FOREACH(ce, &r->cache, entry)
+		ce->seen = false;
+	while ((de = readdir(dir)) != NULL && n < r->srv->limits.max_items) {
+		len = strlen(de->d_name);
+		if (len <= REG_EXT_LEN ||
+		    strcmp(de->d_name + len - REG_EXT_LEN, REG_EXT) != 0)
+			continue;
+		memcpy(name, de->d_name, len - REG_EXT_LEN);
+		name[len - REG_EXT_LEN] = '\0';
+		if (proto_check_model_name(name, NULL) < 0)
+			continue;
+		if (asprintf(&path, "%s/%s", r->dir, de->d_name) < 0)
+			break;
+		memset(&fe, 0, sizeof(fe));
+		if (reg_check_file(r, name, path, &st, &fe) < 0 ||
+		    (ce = reg_cache_get(r, name, path, &st)) == NULL) {
+			free(path);
+			continue;
+		}
+		free(path);
+		ce->seen = true;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((nv = realloc(v, cap * sizeof(*v))) == NULL)
+				break;
+			v = nv;
+		}
+		v[n].name = ce->name;
+		v[n].size = (uint64_t)st.st_size;
+		v[n].arch = ce->info.arch;
+		v[n].quant = ce->info.quant;
+		v[n].params = ce->info.params;
+		v[n].license = ce->info.license;
+		rm = reg_find(r, name);
+		v[n].resident = rm != NULL && rm->m != NULL;
+		n++;
+	}
+	closedir(dir);
+	/* forget files that are gone */
+	for (ce = TAILQ_FIRST(&r->cache); ce != NULL; ce = tmp) {
+		tmp = TAILQ_NEXT(ce, entry);
+		if (!ce->seen) {
+			TAILQ_REMOVE(&r->cache, ce, entry);
+			free(ce->name);
+			free(ce);
+		}
+	}
+	if (n > 0)
+		qsort(v, n, sizeof(*v), reg_cmp_info);
+	mem->array = v;
+	resp->u.list.models = v;
+	resp->u.list.n_models = (uint32_t)n;
+	return 0;
+}
+
+int
+reg_gguf(struct registry *r, const char *name, struct gguf **g, bool *owned,
+    struct proto_err *err)
+{
+	struct eng_err ee = { "" };
+	struct reg_model *rm;
+	char *path;
+	int rc;
+
+	if ((rm = reg_find(r, name)) != NULL && rm->m != NULL) {
+		*g = rm->m->gguf;
+		*owned = false;
+		return 0;
+	}
+	if ((rc = reg_path(r, name, &path, err)) < 0)
+		return rc;
+	rc = gguf_open(path, g, &ee);
+	free(path);
+	if (rc < 0)
+		return proto_err_set(err, rc == -ENOMEM ? PROTO_E_INTERNAL :
+		    PROTO_E_MODEL_ERROR, rc, "%s", ee.msg);
+	*owned = true;
+	return 0;
+}
+
+int
+reg_show(struct registry *r, const char *name, struct proto_response *resp,
+    struct proto_err *err)
+{
+	struct reg_reply_mem *mem;
+	struct gguf *g;
+	bool owned;
+	int rc;
+
+	if ((mem = reg_reply_mem(resp)) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if ((rc = reg_gguf(r, name, &g, &owned, err)) < 0)
+		return rc;
+	if (owned)
+		mem->g = g;
+	if (meta_show(g, &r->srv->limits, &mem->show) < 0)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	resp->u.show.model = name;
+	resp->u.show.meta = mem->show.meta;
+	resp->u.show.n_meta = mem->show.n_meta;
+	return 0;
+}
+
+/* Resident bytes of a model: weights, caches, scratch. */
+static uint64_t
+reg_memory(const struct reg_model *rm, struct sched_stats *st)
+{
+	sched_get_stats(rm->s, st);
+	return rm->m->mem_size + st->kv_bytes + st->scratch_bytes;
+}
+
+int
+reg_ps(struct registry *r, struct proto_response *resp,
+    struct proto_err *err)
+{
+	struct proto_ps_entry *v;
+	struct reg_reply_mem *mem;
+	struct sched_stats st;
+	struct reg_model *rm;
+	double left, now = srv_now();
+	uint32_t n = 0;
+
+	if ((mem = reg_reply_mem(resp)) == NULL ||
+	    (v = calloc(r->n_models ? r->n_models : 1, sizeof(*v))) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	mem->array = v;
+	TAILQ_FOREACH(rm, &r->models, entry) {
+		if (rm->m == NULL || rm->s == NULL)
+			continue;
+		v[n].name = rm->name;
+		v[n].memory = reg_memory(rm, &st);
+		v[n].hugepages = r->srv->hugepages;
+		v[n].clients = st.clients;
+		v[n].tokens = st.prompt_tokens + st.generated_tokens;
+		if (rm->keep_alive < 0)
+			v[n].keep_alive = -1;
+		else if (rm->ka_expire > 0) {
+			left = ceil(rm->ka_expire - now);
+			v[n].keep_alive = left > 0 ? (int64_t)left : 0;
+		} else
+			v[n].keep_alive = rm->keep_alive;
+		n++;
+	}
+	resp->u.ps.models = v;
+	resp->u.ps.n_models = n;
+	return 0;
+}
+
+void
+reg_totals(struct registry *r, struct reg_totals *t)
+{
+	struct sched_stats st;
+	struct reg_model *rm;
+
+	memset(t, 0, sizeof(*t));
+	t->prompt_tokens = r->gone_prompt;
+	t->generated_tokens = r->gone_generated;
+	TAILQ_FOREACH(rm, &r->models, entry) {
+		if (rm->m == NULL || rm->s == NULL)
+			continue;
+		t->models++;
+		t->memory += reg_memory(rm, &st);
+		t->prompt_tokens += st.prompt_tokens;
+		t->generated_tokens += st.generated_tokens;
+	}
+}

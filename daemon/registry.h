@@ -1,0 +1,136 @@
+/*
+ * registry.h - the models hearthd knows: the models directory (a model
+ * is a file NAME.gguf in it) and the models resident in memory, each
+ * with its scheduler.
+ *
+ * A model loads on first use, on a loader thread (model_open with a
+ * progress callback that can be cancelled); requests for it wait in its
+ * waiters list meanwhile and are run (or failed) when the load ends.
+ * Once no request runs or waits, it stays resident for its keep-alive
+ * (the last request's, else the configuration's; -1 forever) and is
+ * then unloaded; an unload request waits for the running requests
+ * first. When max_models are resident, loading another unloads the
+ * least recently used idle one (or answers busy).
+ * All functions run on the loop thread.
+ */
+#ifndef HEARTH_REGISTRY_H
+#define HEARTH_REGISTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "conn.h"
+#include "model.h"
+#include "proto.h"
+#include "sched.h"
+
+struct event;
+struct srv;
+struct registry;
+
+enum reg_state {
+	REG_LOADING,		/* loader thread running */
+	REG_RESIDENT,		/* model and scheduler ready */
+	REG_UNLOADING,		/* waiting for running requests to end */
+};
+
+/* A model that is loading or resident. */
+struct reg_model {
+	struct registry		*reg;
+	char			*name;		/* model name */
+	char			*path;		/* its file */
+	enum reg_state		 state;
+	struct model		*m;		/* RESIDENT, UNLOADING */
+	struct sched		*s;		/* RESIDENT, UNLOADING */
+	struct sched_params	 sp;		/* what the scheduler runs with */
+	pthread_t		 thread;	/* loader */
+	bool			 thread_live;	/* loader not joined yet */
+	atomic_bool		 cancel;	/* stop loading */
+	uint64_t		 prog_posted;	/* loader thread: last posted */
+	uint64_t		 prog_done;	/* last progress seen (loop) */
+	uint64_t		 prog_total;
+	double			 load_start;	/* monotonic seconds */
+	double			 load_ms;	/* how long the load took */
+	int64_t			 keep_alive;	/* seconds once idle; -1 forever */
+	struct event		*ka_timer;	/* keep-alive expiry */
+	double			 ka_expire;	/* monotonic seconds, 0: unarmed */
+	double			 last_use;	/* monotonic seconds */
+	uint32_t		 active;	/* requests in the scheduler */
+	bool			 unload_asked;	/* unload when possible */
+	TAILQ_HEAD(, dreq)	 waiters;	/* requests waiting to run */
+	TAILQ_HEAD(, dreq)	 unloaders;	/* unload requests to answer */
+	TAILQ_ENTRY(reg_model)	 entry;		/* in registry->models */
+};
+
+/* Counters of the whole daemon's life (stats). */
+struct reg_totals {
+	uint32_t	 models;		/* resident now */
+	uint64_t	 memory;		/* bytes of resident models */
+	uint64_t	 prompt_tokens;		/* since start */
+	uint64_t	 generated_tokens;
+};
+
+int	reg_new(struct srv *s, const char *dir, struct registry **out,
+	    char *err, size_t errsize);
+/* Cancel loads, stop schedulers, free every model. NULL ok. */
+void	reg_free(struct registry *r);
+
+/*
+ * The file of a model name: 0 and a malloc'd path, -EINVAL (bad name),
+ * -ENOENT (no such model, PROTO_E_NOT_FOUND) with a message in err.
+ */
+int	reg_path(struct registry *r, const char *name, char **path,
+	    struct proto_err *err);
+/* A loading or resident model; NULL if neither. */
+struct reg_model *reg_find(struct registry *r, const char *name);
+/*
+ * A model for a request: the resident or loading entry, or a new load.
+ * keep_alive (seconds, -1 forever) replaces the model's when has_ka.
+ * 0 with *out, or -errno with err set (not_found, busy...).
+ */
+int	reg_use(struct registry *r, const char *name, bool has_ka,
+	    int64_t keep_alive, struct reg_model **out, struct proto_err *err);
+/* Link d to rm: waiting (rm not resident) or running. */
+void	reg_wait(struct reg_model *rm, struct dreq *d);
+void	reg_running(struct reg_model *rm, struct dreq *d);
+/* Unlink d from its model (ended, cancelled or dropped). */
+void	reg_detach(struct dreq *d);
+/*
+ * Unload a model: 1 when nothing was resident or it is gone now (answer
+ * at once), 0 when d waits in the model (answered when it is gone),
+ * -errno with err.
+ */
+int	reg_unload(struct registry *r, const char *name, struct dreq *d,
+	    struct proto_err *err);
+
+/* Loader results (from srv's queue). */
+void	reg_progress(struct reg_model *rm, uint64_t done, uint64_t total);
+void	reg_loaded(struct reg_model *rm, struct model *m, struct sched *s,
+	    int rc, const char *msg);
+
+/* A connection's requests are gone / paused: tell every scheduler. */
+void	reg_drop_conn(struct registry *r, uint64_t conn_id);
+void	reg_pause_conn(struct registry *r, uint64_t conn_id, bool paused);
+
+/* Replies. Each fills resp (REPLY) with memory freed by reg_reply_free. */
+int	reg_list(struct registry *r, struct proto_response *resp,
+	    struct proto_err *err);
+int	reg_show(struct registry *r, const char *name,
+	    struct proto_response *resp, struct proto_err *err);
+int	reg_ps(struct registry *r, struct proto_response *resp,
+	    struct proto_err *err);
+void	reg_reply_free(struct proto_response *resp);
+void	reg_totals(struct registry *r, struct reg_totals *t);
+
+/*
+ * The metadata of a model for render: the resident model's, else the
+ * file's header (*owned set: gguf_close it). 0 or -errno with err.
+ */
+int	reg_gguf(struct registry *r, const char *name, struct gguf **g,
+	    bool *owned, struct proto_err *err);
+
+#endif /* HEARTH_REGISTRY_H */

@@ -1,0 +1,1181 @@
+/*
+ * avx512.c - the AVX-512 kernel set: repacked weights, 8-bit activations
+ * and VNNI dot products, F16C/FMA for float weights, fused attention.
+ *
+ * The file is compiled for AVX-512 (F, BW, VL, DQ, VNNI) by the target
+ * pragma below, whatever the build's flags; nothing in it runs unless
+ * kern_avx512_ops() (outside the pragma) saw the CPU support it.
+ *
+ * Layout KERN_LAYOUT_R16. Rows go in groups of 16 (the last group padded
+ * with zero rows); within a group, lane j of every 64-byte vector belongs
+ * to row 16g+j, so one vpdpbusd multiplies 4 consecutive 8-bit weights of
+ * 16 rows with 4 activation bytes broadcast to all lanes (the activation
+ * is the signed operand; the weights are made unsigned). A group is
+ *   Q4_0: [nb][4 x 64] nibbles | [nb][16] fp16 d           (nb = cols/32)
+ *         vector c, lane j, byte t: qs[4c+t] of row j's block (low nibble
+ *         element 4c+t, high nibble element 16+4c+t; q in 0..15, the -8
+ *         comes back as -8 * (sum of the activations) per block)
+ *   Q8_0: [nb][8 x 64] q+128 | [nb][16] fp16 d   (vector c: elements
+ *         4c..4c+3; the +128 comes back as -128 * sum of activations)
+ *   Q4_K: [nb][32 x 64 nibbles | 8 x 16 scales | 4 x 16 x 2 mins]
+ *         | [nb][16 d, 16 dmin]                            (nb = cols/256)
+ *         vector 8h+c: qs[32h+4c+t] (low: element 64h+4c+t, sub-block
+ *         2h; high: element 64h+32+4c+t, sub-block 2h+1); scales and mins
+ *         unpacked from 6 bits to bytes, mins paired for vpdpwssd
+ *   Q6_K: [nb][32 x 64 ql | 16 x 64 qh | 16 x 16 scales] | [nb][16] fp16 d
+ *         ql vector (2h+p)*8+c: ql[64h+32p+4c+t] (low nibble: element
+ *         128h+32p+4c+t, high: 128h+32(p+2)+4c+t); qh vector 8h+c:
+ *         qh[32h+4c+t] (bits 2k..2k+1 for element 128h+32k+4c+t)
+ *   F32, F16, BF16: [cols][16] values
+ * each group padded to a multiple of 64 bytes.
+ *
+ * Activations, one row per vector, a multiple of 64 bytes:
+ *   Q8_0 form (Q4_0, Q8_0 weights): qs[n] int8 | d[nb] float (the fp16
+ *     scale's value) | [nb] int32 -8*sum(qs of block) | [nb] -128*sum
+ *   Q8_K form (Q4_K, Q6_K): qs[n] | d[nb] float | [nb][4] int32 pairs of
+ *     int16 32-element sums (for the mins) | [nb][16] int32 -32 * the
+ *     16-element sums (Q6_K's offset)
+ *   float weights: the float32 activations.
+ * The quantized values are exactly those of kern_quantize_act_ref.
+ *
+ * Every output lane accumulates its row's blocks in order with the same
+ * float operations as kernels/act.c, so the quantized kernels give the
+ * references' results bit for bit, whatever the tile of vectors. Float
+ * weights use one fused multiply-add per element, in element order.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KA_BUILD 1
+#endif
+
+#ifdef KA_BUILD
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#pragma clang attribute push(__attribute__((target( \
+    "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,bmi,bmi2"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,bmi,bmi2")
+#endif
+
+#include <immintrin.h>
+
+#define KA_INLINE	static inline __attribute__((always_inline))
+#define KA_G		16	/* rows per group */
+
+/* --- sizes ------------------------------------------------------------- */
+
+static size_t
+ka_round64(size_t n)
+{
+	return (n + 63) & ~(size_t)63;
+}
+
+/* Bytes of one group of 16 rows of cols elements; 0 if unsupported. */
+static size_t
+ka_group_bytes(uint32_t type, size_t cols)
+{
+	if (kern_row_bytes(type, cols) == 0)
+		return 0;
+	switch (type) {
+	case KERN_TYPE_F32:
+		return ka_round64(cols * 64);
+	case KERN_TYPE_F16:
+	case KERN_TYPE_BF16:
+		return ka_round64(cols * 32);
+	case KERN_TYPE_Q4_0:
+		return ka_round64(cols / 32 * 288);
+	case KERN_TYPE_Q8_0:
+		return ka_round64(cols / 32 * 544);
+	case KERN_TYPE_Q4_K:
+		return ka_round64(cols / 256 * 2368);
+	case KERN_TYPE_Q6_K:
+		return ka_round64(cols / 256 * 3360);
+	}
+	return 0;
+}
+
+static size_t
+ka_pack_size(uint32_t type, size_t rows, size_t cols)
+{
+	size_t	 gb = ka_group_bytes(type, cols);
+	size_t	 ng = (rows + KA_G - 1) / KA_G;
+
+	if (gb == 0 || cols > (SIZE_MAX >> 8) || ng > SIZE_MAX / gb)
+		return 0;
+	return gb * ng;
+}
+
+/* --- packing ----------------------------------------------------------- */
+
+/* One 6-bit scale and min of a Q4_K block (as kernels/act.c). */
+static void
+ka_q4_k_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m)
+{
+	if (j < 4) {
+		*sc = s[j] & 0x3f;
+		*m = s[j + 4] & 0x3f;
+	} else {
+		*sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+		*m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+	}
+}
+
+/* The 12 packed bytes back from 8 scales and mins (inverse of above). */
+static void
+ka_q4_k_pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *s)
+{
+	int	 j;
+
+	for (j = 0; j < 4; j++) {
+		s[j] = (uint8_t)((sc[j] & 0x3f) | ((sc[j + 4] >> 4) << 6));
+		s[j + 4] = (uint8_t)((m[j] & 0x3f) | ((m[j + 4] >> 4) << 6));
+		s[j + 8] = (uint8_t)((sc[j + 4] & 0x0f) | ((m[j + 4] & 0x0f)
+		    << 4));
+	}
+}
+
+/*
+ * Move one block of row j (0..15) of a group between the GGUF form
+ * (blk, kern_type_block_bytes) and the group (g), either way.
+ */
+static void
+ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
+    uint8_t *blk, bool to_group)
+{
+	size_t	 c, t, h, p, s;
+
+#define XF(gp, bp) do {							\
+	if (to_group)							\
+		*(gp) = *(bp);						\
+	else								\
+		*(bp) = *(gp);						\
+} while (0)
+
+	switch (type) {
+	case KERN_TYPE_Q4_0: {
+		uint8_t	*q = g + b * 256, *d = g + nb * 256 + b * 32;
+
+		XF(d + 2 * j, blk);
+		XF(d + 2 * j + 1, blk + 1);
+		for (c = 0; c < 4; c++)
+			for (t = 0; t < 4; t++)
+				XF(q + c * 64 + 4 * j + t, blk + 2 + 4 * c + t);
+		break;
+	}
+	case KERN_TYPE_Q8_0: {
+		uint8_t	*q = g + b * 512, *d = g + nb * 512 + b * 32;
+
+		XF(d + 2 * j, blk);
+		XF(d + 2 * j + 1, blk + 1);
+		for (c = 0; c < 8; c++) {
+			for (t = 0; t < 4; t++) {
+				uint8_t	*gp = q + c * 64 + 4 * j + t;
+				uint8_t	*bp = blk + 2 + 4 * c + t;
+
+				if (to_group)
+					*gp = (uint8_t)(*bp ^ 0x80);
+				else
+					*bp = (uint8_t)(*gp ^ 0x80);
+			}
+		}
+		break;
+	}
+	case KERN_TYPE_Q4_K: {
+		uint8_t	*tile = g + b * 2304, *dd = g + nb * 2304 + b * 64;
+		uint8_t	 sc[8], m[8];
+
+		XF(dd + 2 * j, blk);
+		XF(dd + 2 * j + 1, blk + 1);
+		XF(dd + 32 + 2 * j, blk + 2);
+		XF(dd + 32 + 2 * j + 1, blk + 3);
+		for (h = 0; h < 4; h++)
+			for (c = 0; c < 8; c++)
+				for (t = 0; t < 4; t++)
+					XF(tile + (h * 8 + c) * 64 + 4 * j + t,
+					    blk + 16 + 32 * h + 4 * c + t);
+		if (to_group) {
+			for (s = 0; s < 8; s++)
+				ka_q4_k_scale_min(blk + 4, (int)s, &sc[s],
+				    &m[s]);
+			for (s = 0; s < 8; s++) {
+				tile[2048 + s * 16 + j] = sc[s];
+				tile[2176 + (s / 2) * 32 + 2 * j + s % 2] = m[s];
+			}
+		} else {
+			for (s = 0; s < 8; s++) {
+				sc[s] = tile[2048 + s * 16 + j];
+				m[s] = tile[2176 + (s / 2) * 32 + 2 * j + s % 2];
+			}
+			ka_q4_k_pack_scales(sc, m, blk + 4);
+		}
+		break;
+	}
+	case KERN_TYPE_Q6_K: {
+		uint8_t	*tile = g + b * 3328, *d = g + nb * 3328 + b * 32;
+
+		for (h = 0; h < 2; h++)
+			for (p = 0; p < 2; p++)
+				for (c = 0; c < 8; c++)
+					for (t = 0; t < 4; t++)
+						XF(tile + ((h * 2 + p) * 8 + c) *
+						    64 + 4 * j + t, blk + 64 * h +
+						    32 * p + 4 * c + t);
+		for (h = 0; h < 2; h++)
+			for (c = 0; c < 8; c++)
+				for (t = 0; t < 4; t++)
+					XF(tile + 2048 + (h * 8 + c) * 64 +
+					    4 * j + t, blk + 128 + 32 * h +
+					    4 * c + t);
+		for (s = 0; s < 16; s++)
+			XF(tile + 3072 + s * 16 + j, blk + 192 + s);
+		XF(d + 2 * j, blk + 208);
+		XF(d + 2 * j + 1, blk + 209);
+		break;
+	}
+	case KERN_TYPE_F32:
+		for (t = 0; t < 4; t++)
+			XF(g + (b * 16 + j) * 4 + t, blk + t);
+		break;
+	case KERN_TYPE_F16:
+	case KERN_TYPE_BF16:
+		for (t = 0; t < 2; t++)
+			XF(g + (b * 16 + j) * 2 + t, blk + t);
+		break;
+	}
+#undef XF
+}
+
+static void
+ka_pack(uint32_t type, const void *src, size_t rows, size_t cols, void *dst)
+{
+	size_t	 gb = ka_group_bytes(type, cols);
+	size_t	 bb = kern_type_block_bytes(type);
+	size_t	 nb = cols / kern_type_block_elems(type);
+	size_t	 rb = kern_row_bytes(type, cols);
+	size_t	 r, b;
+	uint8_t	 blk[256];
+
+	memset(dst, 0, ka_pack_size(type, rows, cols));
+	for (r = 0; r < rows; r++) {
+		const uint8_t	*row = (const uint8_t *)src + r * rb;
+		uint8_t		*g = (uint8_t *)dst + (r / KA_G) * gb;
+
+		for (b = 0; b < nb; b++) {
+			memcpy(blk, row + b * bb, bb);
+			ka_block_xfer(type, g, nb, b, r % KA_G, blk, true);
+		}
+	}
+}
+
+static void
+ka_get_row(uint32_t type, const void *w, size_t rows, size_t cols, size_t r,
+    float *dst)
+{
+	size_t	 gb = ka_group_bytes(type, cols);
+	size_t	 bb = kern_type_block_bytes(type);
+	size_t	 be = kern_type_block_elems(type);
+	size_t	 nb = cols / be;
+	uint8_t	*g = (uint8_t *)w + (r / KA_G) * gb;	/* read only */
+	size_t	 b;
+	uint8_t	 blk[256];
+
+	(void)rows;
+	for (b = 0; b < nb; b++) {
+		ka_block_xfer(type, g, nb, b, r % KA_G, blk, false);
+		(void)bb;
+		kern_dequant_row_ref(type, blk, dst + b * be, be);
+	}
+}
+
+/* --- activations ------------------------------------------------------- */
+
+static size_t
+ka_act_row_bytes(uint32_t wtype, size_t n)
+{
+	if (kern_row_bytes(wtype, n) == 0)
+		return 0;
+	switch (kern_act_type(wtype)) {
+	case KERN_TYPE_Q8_0:
+		return ka_round64(n + n / 32 * 12);
+	case KERN_TYPE_Q8_K:
+		return ka_round64(n + n / 256 * 84);
+	default:
+		return ka_round64(n * sizeof(float));
+	}
+}
+
+static bool
+ka_act_same(uint32_t a, uint32_t b)
+{
+	return kern_act_type(a) == kern_act_type(b);
+}
+
+KA_INLINE __m512
+ka_abs(__m512 v)
+{
+	return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v),
+	    _mm512_set1_epi32(0x7fffffff)));
+}
+
+/* Q8_0 blocks of 32, as act.c's act_quantize_q8_0. */
+static void
+ka_quantize_q8_0(const float *x, uint8_t *xq, size_t n)
+{
+	size_t	 nb = n / 32, b;
+	int8_t	*qs = (int8_t *)xq;
+	float	*xd = (float *)(xq + n);
+	int32_t	*b8 = (int32_t *)(xq + n + 4 * nb);
+	int32_t	*b128 = (int32_t *)(xq + n + 8 * nb);
+
+	for (b = 0; b < nb; b++) {
+		__m512	 v0 = _mm512_loadu_ps(x + 32 * b);
+		__m512	 v1 = _mm512_loadu_ps(x + 32 * b + 16);
+		__m512i	 q0, q1;
+		float	 amax, d, id;
+		int32_t	 sum;
+
+		amax = _mm512_reduce_max_ps(_mm512_max_ps(ka_abs(v0),
+		    ka_abs(v1)));
+		d = amax / 127.0f;
+		id = d != 0.0f ? 1.0f / d : 0.0f;
+		q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+		q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+		_mm_storeu_si128((__m128i *)(qs + 32 * b),
+		    _mm512_cvtepi32_epi8(q0));
+		_mm_storeu_si128((__m128i *)(qs + 32 * b + 16),
+		    _mm512_cvtepi32_epi8(q1));
+		sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+		xd[b] = kern_fp16_to_fp32(kern_fp32_to_fp16(d));
+		b8[b] = -8 * sum;
+		b128[b] = -128 * sum;
+	}
+}
+
+/* Q8_K blocks of 256, as act.c's act_quantize_q8_k. */
+static void
+ka_quantize_q8_k(const float *x, uint8_t *xq, size_t n)
+{
+	size_t	 nb = n / 256, b;
+	int	 i;
+	int8_t	*qs = (int8_t *)xq;
+	float	*xd = (float *)(xq + n);
+	int32_t	*pairs = (int32_t *)(xq + n + 4 * nb);
+	int32_t	*b32 = (int32_t *)(xq + n + 20 * nb);
+
+	for (b = 0; b < nb; b++) {
+		const float	*xb = x + 256 * b;
+		__m512		 mx = _mm512_setzero_ps(), is;
+		__m512i		 lo = _mm512_set1_epi32(-127);
+		__m512i		 hi = _mm512_set1_epi32(127);
+		int32_t		 s16[16];
+		float		 amax, max = 0.0f, iscale;
+
+		for (i = 0; i < 16; i++)
+			mx = _mm512_max_ps(mx, ka_abs(_mm512_loadu_ps(xb +
+			    16 * i)));
+		amax = _mm512_reduce_max_ps(mx);
+		if (amax == 0.0f) {
+			memset(qs + 256 * b, 0, 256);
+			xd[b] = 0.0f;
+			memset(pairs + 4 * b, 0, 16);
+			memset(b32 + 16 * b, 0, 64);
+			continue;
+		}
+		/* the first element of that magnitude gives the sign */
+		for (i = 0; i < 16; i++) {
+			__mmask16 k = _mm512_cmp_ps_mask(ka_abs(
+			    _mm512_loadu_ps(xb + 16 * i)),
+			    _mm512_set1_ps(amax), _CMP_EQ_OQ);
+
+			if (k != 0) {
+				max = xb[16 * i + __builtin_ctz(k)];
+				break;
+			}
+		}
+		iscale = -127.0f / max;
+		is = _mm512_set1_ps(iscale);
+		for (i = 0; i < 16; i++) {
+			__m512i	 q = _mm512_cvtps_epi32(_mm512_mul_ps(is,
+			    _mm512_loadu_ps(xb + 16 * i)));
+
+			q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+			_mm_storeu_si128((__m128i *)(qs + 256 * b + 16 * i),
+			    _mm512_cvtepi32_epi8(q));
+			s16[i] = _mm512_reduce_add_epi32(q);
+		}
+		xd[b] = 1.0f / iscale;
+		for (i = 0; i < 4; i++) {
+			int32_t	 a = s16[4 * i] + s16[4 * i + 1];
+			int32_t	 c = s16[4 * i + 2] + s16[4 * i + 3];
+
+			pairs[4 * b + i] = (int32_t)((uint32_t)(uint16_t)a |
+			    ((uint32_t)(uint16_t)c << 16));
+		}
+		for (i = 0; i < 16; i++)
+			b32[16 * b + i] = -32 * s16[i];
+	}
+}
+
+static void
+ka_quantize_act(uint32_t wtype, const float *x, void *xq, size_t n)
+{
+	if (kern_row_bytes(wtype, n) == 0)
+		return;
+	switch (kern_act_type(wtype)) {
+	case KERN_TYPE_Q8_0:
+		ka_quantize_q8_0(x, xq, n);
+		break;
+	case KERN_TYPE_Q8_K:
+		ka_quantize_q8_k(x, xq, n);
+		break;
+	default:
+		memcpy(xq, x, n * sizeof(float));
+		break;
+	}
+}
+
+/* --- matrix products: tiles of 16 rows x nv vectors ---------------------- */
+
+KA_INLINE __m512i
+ka_bcast32(const void *p)
+{
+	int32_t	 v;
+
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+/*
+ * Q4_0: acc[v] (16 rows) = sum over blocks b, in order, of
+ * (float)sumi * (dw * dx), sumi = sum(q * x) - 8 * sum(x).
+ */
+KA_INLINE void
+ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
+    const int nv, __m512 *acc)
+{
+	const size_t	 nb = cols / 32;
+	const uint16_t	*wd = (const uint16_t *)(wg + nb * 256);
+	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
+	size_t		 b;
+	int		 v, c;
+
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		acc[v] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++) {
+		const uint8_t	*wq = wg + b * 256;
+		__m512i		 lo[4], hi[4];
+		__m512		 dw;
+
+#pragma GCC unroll 16
+		for (c = 0; c < 4; c++) {
+			__m512i	 w = _mm512_load_si512(wq + 64 * c);
+
+			lo[c] = _mm512_and_si512(w, m4);
+			hi[c] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+		}
+		dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)
+		    (wd + 16 * b)));
+#pragma GCC unroll 8
+		for (v = 0; v < nv; v++) {
+			const uint8_t	*xv = x + (size_t)v * ab;
+			const uint8_t	*xb = xv + 32 * b;
+			const float	*xd = (const float *)(xv + cols);
+			const int32_t	*bias = (const int32_t *)(xv + cols +
+			    4 * nb);
+			__m512i		 s = _mm512_set1_epi32(bias[b]);
+			__m512		 t;
+
+#pragma GCC unroll 16
+			for (c = 0; c < 4; c++) {
+				s = _mm512_dpbusd_epi32(s, lo[c],
+				    ka_bcast32(xb + 4 * c));
+				s = _mm512_dpbusd_epi32(s, hi[c],
+				    ka_bcast32(xb + 16 + 4 * c));
+			}
+			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
+			acc[v] = _mm512_add_ps(acc[v],
+			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
+		}
+	}
+}
+
+/* Q8_0: as Q4_0 with weights + 128 and the -128 * sum(x) correction. */
+KA_INLINE void
+ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
+    const int nv, __m512 *acc)
+{
+	const size_t	 nb = cols / 32;
+	const uint16_t	*wd = (const uint16_t *)(wg + nb * 512);
+	size_t		 b;
+	int		 v, c;
+
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		acc[v] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++) {
+		const uint8_t	*wq = wg + b * 512;
+		__m512i		 w[8];
+		__m512		 dw;
+
+#pragma GCC unroll 16
+		for (c = 0; c < 8; c++)
+			w[c] = _mm512_load_si512(wq + 64 * c);
+		dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)
+		    (wd + 16 * b)));
+#pragma GCC unroll 8
+		for (v = 0; v < nv; v++) {
+			const uint8_t	*xv = x + (size_t)v * ab;
+			const uint8_t	*xb = xv + 32 * b;
+			const float	*xd = (const float *)(xv + cols);
+			const int32_t	*bias = (const int32_t *)(xv + cols +
+			    8 * nb);
+			__m512i		 s = _mm512_set1_epi32(bias[b]);
+			__m512		 t;
+
+#pragma GCC unroll 16
+			for (c = 0; c < 8; c++)
+				s = _mm512_dpbusd_epi32(s, w[c],
+				    ka_bcast32(xb + 4 * c));
+			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
+			acc[v] = _mm512_add_ps(acc[v],
+			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
+		}
+	}
+}
+
+/*
+ * Q4_K: per block, sumi = sum over sub-blocks of sc * sum(q * x) and
+ * summ = sum of m * (32-sums of x); acc += (d*dx)*sumi - (dmin*dx)*summ.
+ */
+KA_INLINE void
+ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
+    const int nv, __m512 *acc)
+{
+	const size_t	 nb = cols / 256;
+	const uint8_t	*wdd = wg + nb * 2304;
+	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
+	size_t		 b;
+	int		 v, c, h;
+
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		acc[v] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++) {
+		const uint8_t	*tile = wg + b * 2304;
+		__m512i		 sumi[4];
+		__m512		 d, dmin;
+
+#pragma GCC unroll 16
+		for (v = 0; v < nv; v++)
+			sumi[v] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+		for (h = 0; h < 4; h++) {
+			__m512i	 lo[8], hi[8], sc0, sc1;
+
+#pragma GCC unroll 16
+			for (c = 0; c < 8; c++) {
+				__m512i	 w = _mm512_load_si512(tile +
+				    (h * 8 + c) * 64);
+
+				lo[c] = _mm512_and_si512(w, m4);
+				hi[c] = _mm512_and_si512(
+				    _mm512_srli_epi16(w, 4), m4);
+			}
+			sc0 = _mm512_cvtepu8_epi32(_mm_load_si128(
+			    (const __m128i *)(tile + 2048 + 32 * h)));
+			sc1 = _mm512_cvtepu8_epi32(_mm_load_si128(
+			    (const __m128i *)(tile + 2048 + 32 * h + 16)));
+#pragma GCC unroll 4
+			for (v = 0; v < nv; v++) {
+				const uint8_t	*xb = x + (size_t)v * ab +
+				    256 * b + 64 * h;
+				__m512i		 a0 = _mm512_setzero_si512();
+				__m512i		 a1 = _mm512_setzero_si512();
+
+#pragma GCC unroll 16
+				for (c = 0; c < 8; c++) {
+					a0 = _mm512_dpbusd_epi32(a0, lo[c],
+					    ka_bcast32(xb + 4 * c));
+					a1 = _mm512_dpbusd_epi32(a1, hi[c],
+					    ka_bcast32(xb + 32 + 4 * c));
+				}
+				sumi[v] = _mm512_add_epi32(sumi[v],
+				    _mm512_mullo_epi32(a0, sc0));
+				sumi[v] = _mm512_add_epi32(sumi[v],
+				    _mm512_mullo_epi32(a1, sc1));
+			}
+		}
+		d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)
+		    (wdd + 64 * b)));
+		dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)
+		    (wdd + 64 * b + 32)));
+		{
+			__m512i	 mp[4];
+
+#pragma GCC unroll 16
+			for (c = 0; c < 4; c++)
+				mp[c] = _mm512_cvtepu8_epi16(_mm256_load_si256(
+				    (const __m256i *)(tile + 2176 + 32 * c)));
+#pragma GCC unroll 4
+			for (v = 0; v < nv; v++) {
+				const uint8_t	*xv = x + (size_t)v * ab;
+				const float	*xd = (const float *)(xv + cols);
+				const int32_t	*pr = (const int32_t *)(xv +
+				    cols + 4 * nb) + 4 * b;
+				__m512i		 summ = _mm512_setzero_si512();
+				__m512		 dx = _mm512_set1_ps(xd[b]);
+				__m512		 f1, f2;
+
+#pragma GCC unroll 16
+				for (c = 0; c < 4; c++)
+					summ = _mm512_dpwssd_epi32(summ, mp[c],
+					    _mm512_set1_epi32(pr[c]));
+				f1 = _mm512_mul_ps(_mm512_mul_ps(d, dx),
+				    _mm512_cvtepi32_ps(sumi[v]));
+				f2 = _mm512_mul_ps(_mm512_mul_ps(dmin, dx),
+				    _mm512_cvtepi32_ps(summ));
+				acc[v] = _mm512_add_ps(acc[v],
+				    _mm512_sub_ps(f1, f2));
+			}
+		}
+	}
+}
+
+/*
+ * One pass of a Q6_K block: the sub-blocks of elements 128h + 32k + 16half
+ * .. +15 for k = p and k = p + 2 (they share the ql bytes), added to
+ * sumi[v] times their scales.
+ */
+KA_INLINE void
+ka_q6_k_pass(const uint8_t *tile, const uint8_t *x, size_t ab, size_t cols,
+    size_t nb, size_t b, int h, int half, const int p, const int nv,
+    __m512i *sumi)
+{
+	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
+	const __m512i	 m30 = _mm512_set1_epi8(0x30);
+	const int	 sa = 8 * h + 2 * p + half, sb = sa + 4;
+	__m512i		 a0[4], a1[4], sca, scb;
+	int		 v, c;
+
+#pragma GCC unroll 4
+	for (v = 0; v < nv; v++) {
+		const int32_t	*b32 = (const int32_t *)(x + (size_t)v * ab +
+		    cols + 20 * nb) + 16 * b;
+
+		a0[v] = _mm512_set1_epi32(b32[sa]);
+		a1[v] = _mm512_set1_epi32(b32[sb]);
+	}
+#pragma GCC unroll 16
+	for (c = 4 * half; c < 4 * half + 4; c++) {
+		__m512i	 L = _mm512_load_si512(tile + ((h * 2 + p) * 8 + c) *
+		    64);
+		__m512i	 H = _mm512_load_si512(tile + 2048 + (h * 8 + c) * 64);
+		__m512i	 qa, qb, ha, hb;
+
+		/* bits 2p, 2p+1 (k = p) and 2p+4, 2p+5 (k = p+2) of qh
+		 * moved to bits 4, 5 (bits of the neighbour byte masked) */
+		if (p == 0) {
+			ha = _mm512_slli_epi16(H, 4);
+			hb = H;
+		} else {
+			ha = _mm512_slli_epi16(H, 2);
+			hb = _mm512_srli_epi16(H, 2);
+		}
+		qa = _mm512_ternarylogic_epi32(_mm512_and_si512(L, m4), ha,
+		    m30, 0xf8);
+		qb = _mm512_ternarylogic_epi32(_mm512_and_si512(
+		    _mm512_srli_epi16(L, 4), m4), hb, m30, 0xf8);
+#pragma GCC unroll 4
+		for (v = 0; v < nv; v++) {
+			const uint8_t	*xb = x + (size_t)v * ab + 256 * b +
+			    128 * h + 4 * c;
+
+			a0[v] = _mm512_dpbusd_epi32(a0[v], qa,
+			    ka_bcast32(xb + 32 * p));
+			a1[v] = _mm512_dpbusd_epi32(a1[v], qb,
+			    ka_bcast32(xb + 32 * (p + 2)));
+		}
+	}
+	sca = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)
+	    (tile + 3072 + 16 * sa)));
+	scb = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)
+	    (tile + 3072 + 16 * sb)));
+#pragma GCC unroll 4
+	for (v = 0; v < nv; v++) {
+		sumi[v] = _mm512_add_epi32(sumi[v],
+		    _mm512_mullo_epi32(a0[v], sca));
+		sumi[v] = _mm512_add_epi32(sumi[v],
+		    _mm512_mullo_epi32(a1[v], scb));
+	}
+}
+
+/*
+ * Q6_K: per block, sumi = sum over 16 sub-blocks of scale * (sum(q * x)
+ * - 32 * sum(x)); acc += (d*dx) * sumi.
+ */
+KA_INLINE void
+ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
+    const int nv, __m512 *acc)
+{
+	const size_t	 nb = cols / 256;
+	const uint16_t	*wd = (const uint16_t *)(wg + nb * 3328);
+	size_t		 b;
+	int		 v, h, half;
+
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		acc[v] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++) {
+		const uint8_t	*tile = wg + b * 3328;
+		__m512i		 sumi[4];
+		__m512		 d;
+
+#pragma GCC unroll 16
+		for (v = 0; v < nv; v++)
+			sumi[v] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+		for (h = 0; h < 2; h++) {
+#pragma GCC unroll 16
+			for (half = 0; half < 2; half++) {
+				ka_q6_k_pass(tile, x, ab, cols, nb, b, h, half,
+				    0, nv, sumi);
+				ka_q6_k_pass(tile, x, ab, cols, nb, b, h, half,
+				    1, nv, sumi);
+			}
+		}
+		d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)
+		    (wd + 16 * b)));
+#pragma GCC unroll 4
+		for (v = 0; v < nv; v++) {
+			const float	*xd = (const float *)(x +
+			    (size_t)v * ab + cols);
+
+			acc[v] = _mm512_add_ps(acc[v], _mm512_mul_ps(
+			    _mm512_mul_ps(d, _mm512_set1_ps(xd[b])),
+			    _mm512_cvtepi32_ps(sumi[v])));
+		}
+	}
+}
+
+/* 16 weights of one element (column k) of a float group. */
+KA_INLINE __m512
+ka_wload(uint32_t type, const uint8_t *wg, size_t k)
+{
+	switch (type) {
+	case KERN_TYPE_F16:
+		return _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)
+		    (wg + 32 * k)));
+	case KERN_TYPE_BF16:
+		return _mm512_castsi512_ps(_mm512_slli_epi32(
+		    _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)
+		    (wg + 32 * k))), 16));
+	default:
+		return _mm512_load_ps((const float *)(wg + 64 * k));
+	}
+}
+
+/*
+ * Float weights, ng groups (adjacent, gb bytes apart) x nv vectors:
+ * acc[g*nv + v] = fma over k in order of w[k] * x[k], from +0.
+ */
+KA_INLINE void
+ka_tile_f(uint32_t type, const uint8_t *wg, size_t gb, size_t cols,
+    const uint8_t *x, size_t ab, const int ng, const int nv, __m512 *acc)
+{
+	size_t	 k;
+	int	 g, v;
+
+#pragma GCC unroll 16
+	for (v = 0; v < ng * nv; v++)
+		acc[v] = _mm512_setzero_ps();
+	for (k = 0; k < cols; k++) {
+		__m512	 w[4];
+
+#pragma GCC unroll 16
+		for (g = 0; g < ng; g++)
+			w[g] = ka_wload(type, wg + (size_t)g * gb, k);
+#pragma GCC unroll 8
+		for (v = 0; v < nv; v++) {
+			__m512	 xk = _mm512_set1_ps(((const float *)(x +
+			    (size_t)v * ab))[k]);
+
+#pragma GCC unroll 16
+			for (g = 0; g < ng; g++)
+				acc[g * nv + v] = _mm512_fmadd_ps(w[g], xk,
+				    acc[g * nv + v]);
+		}
+	}
+}
+
+/* y rows [row0, row0+16) masked by k, vector i: the epilogue. */
+KA_INLINE void
+ka_store(const struct kern_mm *mm, size_t i, size_t row0, __mmask16 k,
+    __m512 s)
+{
+	float	*y = mm->y + i * mm->ldy + row0;
+
+	if (mm->bias != NULL)
+		s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, mm->bias + row0));
+	if (mm->add)
+		s = _mm512_add_ps(_mm512_maskz_loadu_ps(k, y), s);
+	_mm512_mask_storeu_ps(y, k, s);
+}
+
+/* Rows of group g that lie in [r0, r1), as a lane mask. */
+static __mmask16
+ka_group_mask(size_t g, size_t r0, size_t r1)
+{
+	size_t	 lo = g * KA_G, hi = lo + KA_G;
+	uint32_t m = 0xffff;
+
+	if (r1 < hi)
+		m &= (1u << (r1 - lo)) - 1;
+	if (r0 > lo)
+		m &= ~((1u << (r0 - lo)) - 1);
+	return (__mmask16)m;
+}
+
+#define KA_SWITCH_NV(nv, X) switch (nv) {				\
+	case 1: X(1); break; case 2: X(2); break;			\
+	case 3: X(3); break; case 4: X(4); break;			\
+	case 5: X(5); break; case 6: X(6); break;			\
+	case 7: X(7); break; default: X(8); break;			\
+}
+#define KA_SWITCH_NV4(nv, X) switch (nv) {				\
+	case 1: X(1); break; case 2: X(2); break;			\
+	case 3: X(3); break; default: X(4); break;			\
+}
+
+/* One group x up to 8 (quantized: 4 for K types) vectors. */
+static void
+ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
+    size_t i0, size_t nv, __mmask16 k)
+{
+	const size_t	 ab = ka_act_row_bytes(mm->type, mm->cols);
+	const uint8_t	*x = (const uint8_t *)mm->xq + i0 * ab;
+	__m512		 acc[8];
+	size_t		 v;
+
+	switch (mm->type) {
+	case KERN_TYPE_Q4_0:
+#define X(n) ka_tile_q4_0(wg, mm->cols, x, ab, n, acc)
+		KA_SWITCH_NV(nv, X);
+#undef X
+		break;
+	case KERN_TYPE_Q8_0:
+#define X(n) ka_tile_q8_0(wg, mm->cols, x, ab, n, acc)
+		KA_SWITCH_NV(nv, X);
+#undef X
+		break;
+	case KERN_TYPE_Q4_K:
+#define X(n) ka_tile_q4_k(wg, mm->cols, x, ab, n, acc)
+		KA_SWITCH_NV4(nv, X);
+#undef X
+		break;
+	case KERN_TYPE_Q6_K:
+#define X(n) ka_tile_q6_k(wg, mm->cols, x, ab, n, acc)
+		KA_SWITCH_NV4(nv, X);
+#undef X
+		break;
+	default:
+		return;
+	}
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		ka_store(mm, i0 + v, g * KA_G, k, acc[v]);
+}
+
+/* ng adjacent groups x nv vectors of float weights. */
+static void
+ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
+    size_t g, int ng, size_t i0, size_t nv, size_t r0, size_t r1)
+{
+	const size_t	 ab = ka_act_row_bytes(mm->type, mm->cols);
+	const uint8_t	*x = (const uint8_t *)mm->xq + i0 * ab;
+	__m512		 acc[16];
+	size_t		 v;
+	int		 j;
+
+#define TF(t, G, n) ka_tile_f(t, wg, gb, mm->cols, x, ab, G, n, acc)
+#define TYPES(G, n) do {						\
+	if (mm->type == KERN_TYPE_F16) TF(KERN_TYPE_F16, G, n);		\
+	else if (mm->type == KERN_TYPE_BF16) TF(KERN_TYPE_BF16, G, n);	\
+	else TF(KERN_TYPE_F32, G, n);					\
+} while (0)
+	if (ng == 4) {
+#define X(n) TYPES(4, n)
+		KA_SWITCH_NV4(nv, X);
+#undef X
+	} else if (ng == 2) {
+#define X(n) TYPES(2, n)
+		KA_SWITCH_NV(nv, X);
+#undef X
+	} else {
+#define X(n) TYPES(1, n)
+		KA_SWITCH_NV(nv, X);
+#undef X
+	}
+#undef TYPES
+#undef TF
+	for (j = 0; j < ng; j++)
+#pragma GCC unroll 16
+		for (v = 0; v < nv; v++)
+			ka_store(mm, i0 + v, (g + j) * KA_G,
+			    ka_group_mask(g + j, r0, r1), acc[j * nv + v]);
+}
+
+/* Vectors per pass over a thread's groups: their activations stay in L2. */
+#define KA_XCHUNK	64
+
+static void
+ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
+{
+	const size_t	 gb = ka_group_bytes(mm->type, mm->cols);
+	const bool	 is_f = kern_act_type(mm->type) == KERN_TYPE_F32;
+	const bool	 is_k = mm->type == KERN_TYPE_Q4_K ||
+			    mm->type == KERN_TYPE_Q6_K;
+	size_t		 g0 = r0 / KA_G, g1 = (r1 + KA_G - 1) / KA_G;
+	size_t		 i0, i1, i, g, nv, vt;
+
+	if (r0 >= r1 || mm->n_x == 0 || gb == 0)
+		return;
+	for (i0 = 0; i0 < mm->n_x; i0 = i1) {
+		i1 = i0 + KA_XCHUNK < mm->n_x ? i0 + KA_XCHUNK : mm->n_x;
+		if (is_f) {
+			/* few vectors: 4 groups at a time for enough
+			 * independent sums; otherwise 2 groups x 8 */
+			int	 ngw = i1 - i0 <= 4 ? 4 : 2, n;
+
+			vt = ngw == 4 ? 4 : 8;
+			for (g = g0; g < g1; g += (size_t)n) {
+				const uint8_t *wg = (const uint8_t *)mm->w +
+				    g * gb;
+
+				n = g1 - g >= (size_t)ngw ? ngw :
+				    g1 - g >= 2 ? 2 : 1;
+				for (i = i0; i < i1; i += nv) {
+					nv = i1 - i < vt ? i1 - i : vt;
+					ka_mm_group_f(mm, wg, gb, g, n, i, nv,
+					    r0, r1);
+				}
+			}
+			continue;
+		}
+		vt = is_k ? 4 : 8;
+		for (g = g0; g < g1; g++) {
+			const uint8_t	*wg = (const uint8_t *)mm->w + g * gb;
+			__mmask16	 k = ka_group_mask(g, r0, r1);
+
+			for (i = i0; i < i1; i += nv) {
+				nv = i1 - i < vt ? i1 - i : vt;
+				ka_mm_group_q(mm, wg, g, i, nv, k);
+			}
+		}
+	}
+}
+
+/* --- element-wise -------------------------------------------------------- */
+
+/*
+ * expf on 16 lanes: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes' expf
+ * polynomial, times 2^n (vscalefps: overflow to inf, underflow to 0).
+ * Within about 2 ulp of expf.
+ */
+KA_INLINE __m512
+ka_exp(__m512 x)
+{
+	__m512	 n, r, p, r2;
+
+	x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)),
+	    _mm512_set1_ps(-104.0f));
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x,
+	    _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT |
+	    _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	r2 = _mm512_mul_ps(r, r);
+	p = _mm512_set1_ps(1.9875691500e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_fmadd_ps(p, r2, r);
+	p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* gate = gate / (1 + exp(-gate)) * up, every lane the same way. */
+static void
+ka_silu_mul(float *gate, const float *up, size_t n)
+{
+	const __m512	 one = _mm512_set1_ps(1.0f);
+	size_t		 i;
+
+	for (i = 0; i < n; i += 16) {
+		__mmask16 k = n - i >= 16 ? 0xffff :
+		    (__mmask16)((1u << (n - i)) - 1);
+		__m512	 g = _mm512_maskz_loadu_ps(k, gate + i);
+		__m512	 u = _mm512_maskz_loadu_ps(k, up + i);
+		__m512	 e = ka_exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
+
+		g = _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u);
+		_mm512_mask_storeu_ps(gate + i, k, g);
+	}
+}
+
+static void
+ka_to_fp16(uint16_t *dst, const float *src, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i += 16) {
+		__mmask16 k = n - i >= 16 ? 0xffff :
+		    (__mmask16)((1u << (n - i)) - 1);
+		__m256i	 h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(k, src + i),
+		    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+
+		_mm256_mask_storeu_epi16(dst + i, k, h);
+	}
+}
+
+/* --- attention ------------------------------------------------------------ */
+
+#define KA_HD_MAX	256	/* head dims kept in registers */
+
+/*
+ * One head, online softmax over blocks of 16 positions (always the same
+ * blocks: 0-15, 16-31, ...): the block's scores, the running maximum m,
+ * the running sum l of exp(s - m) and the output rescaled when m grows.
+ */
+static void
+ka_attend_head(const struct kern_attn *a, const float *q, float *o)
+{
+	const size_t	 nvec = (a->hd + 15) / 16;
+	const __mmask16	 klast = (__mmask16)(a->hd % 16 == 0 ? 0xffff :
+			    (1u << (a->hd % 16)) - 1);
+	__m512		 qv[KA_HD_MAX / 16], ov[KA_HD_MAX / 16];
+	float		 m = -INFINITY, l = 0.0f, corr, sc[16], p[16];
+	size_t		 t0, tt, nt, j;
+
+	for (j = 0; j < nvec; j++) {
+		__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+
+		qv[j] = _mm512_maskz_loadu_ps(k, q + 16 * j);
+		ov[j] = _mm512_setzero_ps();
+	}
+	for (t0 = 0; t0 < a->n_keys; t0 += 16) {
+		__m512	 s, e;
+		float	 mb, mn;
+
+		nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
+		for (tt = 0; tt < nt; tt++) {
+			const uint16_t	*kt = a->k + (t0 + tt) * a->stride;
+			__m512		 acc = _mm512_setzero_ps();
+
+			for (j = 0; j < nvec; j++) {
+				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+				__m512	 kv = _mm512_cvtph_ps(
+				    _mm256_maskz_loadu_epi16(k, kt + 16 * j));
+
+				acc = _mm512_fmadd_ps(qv[j], kv, acc);
+			}
+			sc[tt] = _mm512_reduce_add_ps(acc);
+		}
+		for (; tt < 16; tt++)
+			sc[tt] = -INFINITY;
+		s = _mm512_mul_ps(_mm512_loadu_ps(sc),
+		    _mm512_set1_ps(a->scale));
+		mb = _mm512_reduce_max_ps(s);
+		mn = mb > m ? mb : m;
+		corr = expf(m - mn);
+		e = _mm512_maskz_mov_ps((__mmask16)((1u << nt) - 1),
+		    ka_exp(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
+		_mm512_storeu_ps(p, e);
+		l = l * corr + _mm512_reduce_add_ps(e);
+		for (j = 0; j < nvec; j++)
+			ov[j] = _mm512_mul_ps(ov[j], _mm512_set1_ps(corr));
+		for (tt = 0; tt < nt; tt++) {
+			const uint16_t	*vt = a->v + (t0 + tt) * a->stride;
+			__m512		 pv = _mm512_set1_ps(p[tt]);
+
+			for (j = 0; j < nvec; j++) {
+				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+				__m512	 vv = _mm512_cvtph_ps(
+				    _mm256_maskz_loadu_epi16(k, vt + 16 * j));
+
+				ov[j] = _mm512_fmadd_ps(pv, vv, ov[j]);
+			}
+		}
+		m = mn;
+	}
+	for (j = 0; j < nvec; j++) {
+		__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+
+		_mm512_mask_storeu_ps(o + 16 * j, k, _mm512_div_ps(ov[j],
+		    _mm512_set1_ps(l)));
+	}
+}
+
+static void
+ka_attend(const struct kern_attn *a)
+{
+	size_t	 h;
+
+	for (h = 0; h < a->n_q; h++) {
+		if (a->hd > KA_HD_MAX)
+			kern_attend_ref(a->q + h * a->hd, a->k, a->v,
+			    a->stride, a->hd, a->n_keys, a->scale,
+			    a->o + h * a->hd, a->scratch);
+		else
+			ka_attend_head(a, a->q + h * a->hd, a->o + h * a->hd);
+	}
+}
+
+static const struct kern_ops ka_ops = {
+	.isa = KERN_ISA_AVX512,
+	.name = "avx512",
+	.layout = KERN_LAYOUT_R16,
+	.row_align = KA_G,
+	.pack_size = ka_pack_size,
+	.pack = ka_pack,
+	.get_row = ka_get_row,
+	.act_row_bytes = ka_act_row_bytes,
+	.quantize_act = ka_quantize_act,
+	.act_same = ka_act_same,
+	.matmul = ka_matmul,
+	.attend = ka_attend,
+	.silu_mul = ka_silu_mul,
+	.to_fp16 = ka_to_fp16,
+};
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif /* KA_BUILD */
+
+/* Outside the target pragma: runs on any CPU. */
+const struct kern_ops *
+kern_avx512_ops(void)
+{
+#ifdef KA_BUILD
+	const struct kern_cpu	*c = kern_cpu();
+
+	if (c->avx512f && c->avx512bw && c->avx512vl && c->avx512dq &&
+	    c->avx512vnni && c->fma && c->f16c)
+		return &ka_ops;
+#endif
+	return NULL;
+}

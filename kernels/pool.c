@@ -1,0 +1,302 @@
+/*
+ * pool.c - the kernels' worker pool: persistent threads pinned to
+ * physical cores, started with a generation counter, finished with a
+ * counter, and a sense-counting barrier; every wait spins first and then
+ * sleeps on a futex, so a busy forward pass costs no system calls and an
+ * idle model no CPU.
+ *
+ * Lost wake-ups cannot happen: a waiter announces itself (sleepers++)
+ * before it re-reads the word it waits on and calls futex_wait with the
+ * value it saw; a waker changes the word before it reads sleepers. With
+ * sequentially consistent atomics one of the two sees the other.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+#define POOL_SPIN_NS	200000	/* spin this long before sleeping */
+#define POOL_MAX_CPUS	1024
+
+/* One word threads wait for a change of, and how many sleep on it. */
+struct pool_word {
+	_Alignas(64) _Atomic uint32_t	 v;
+	_Atomic uint32_t		 sleepers;
+};
+
+struct pool_worker {
+	struct kern_pool	*pool;
+	uint32_t		 ith;
+	int			 cpu;		/* pinned to, or -1 */
+	pthread_t		 tid;
+};
+
+struct kern_pool {
+	uint32_t		 n;		/* threads, the caller included */
+	struct pool_worker	*workers;	/* [n - 1] */
+	uint32_t		 started;	/* workers running */
+	pthread_mutex_t		 run_lock;	/* one run at a time */
+	kern_pool_fn		 fn;		/* the current run */
+	void			*arg;
+	_Atomic bool		 stop;
+	struct pool_word	 gen;		/* + 1 per run */
+	struct pool_word	 done;		/* workers through this run */
+	struct pool_word	 phase;		/* + 1 per barrier */
+	_Alignas(64) _Atomic uint32_t arrived;	/* at the current barrier */
+};
+
+static void
+pool_futex_wait(_Atomic uint32_t *w, uint32_t val)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL,
+	    NULL, 0);
+}
+
+static void
+pool_futex_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL,
+	    NULL, 0);
+}
+
+static inline void
+pool_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static uint64_t
+pool_now_ns(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait until w->v differs from old (spin, then sleep); return it. */
+static uint32_t
+pool_wait_change(struct pool_word *w, uint32_t old)
+{
+	uint64_t	 t0 = 0;
+	uint32_t	 v;
+	unsigned	 i;
+
+	for (i = 0;; i++) {
+		if ((v = atomic_load(&w->v)) != old)
+			return v;
+		pool_pause();
+		if ((i & 63) != 63)
+			continue;
+		if (t0 == 0)
+			t0 = pool_now_ns();
+		else if (pool_now_ns() - t0 > POOL_SPIN_NS)
+			break;
+	}
+	atomic_fetch_add(&w->sleepers, 1);
+	while ((v = atomic_load(&w->v)) == old)
+		pool_futex_wait(&w->v, old);
+	atomic_fetch_sub(&w->sleepers, 1);
+	return v;
+}
+
+/* Change w->v by one, waking whoever sleeps on it. */
+static void
+pool_bump(struct pool_word *w)
+{
+	atomic_fetch_add(&w->v, 1);
+	if (atomic_load(&w->sleepers) != 0)
+		pool_futex_wake(&w->v);
+}
+
+static void *
+pool_worker_main(void *a)
+{
+	struct pool_worker	*w = a;
+	struct kern_pool	*p = w->pool;
+	uint32_t		 seen = 0;
+
+	if (w->cpu >= 0) {
+		cpu_set_t	 set;
+
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		/* best effort: an unpinned worker still works */
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(set),
+		    &set);
+	}
+	for (;;) {
+		seen = pool_wait_change(&p->gen, seen);
+		if (atomic_load(&p->stop))
+			break;
+		p->fn(p->arg, w->ith, p->n);
+		pool_bump(&p->done);
+	}
+	return NULL;
+}
+
+/*
+ * The first CPU of each physical core in the affinity mask, in order:
+ * cores are told apart by their thread_siblings_list.
+ */
+static uint32_t
+pool_core_cpus(int *cpus, uint32_t max)
+{
+	cpu_set_t	 set;
+	char		 path[128], sib[256], seen[64][256];
+	uint32_t	 n = 0, n_seen = 0, i;
+	int		 c;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	for (c = 0; c < CPU_SETSIZE && c < POOL_MAX_CPUS && n < max; c++) {
+		FILE	*f;
+		bool	 dup = false;
+
+		if (!CPU_ISSET(c, &set))
+			continue;
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/"
+		    "topology/thread_siblings_list", c);
+		sib[0] = '\0';
+		if ((f = fopen(path, "re")) != NULL) {
+			if (fgets(sib, sizeof(sib), f) == NULL)
+				sib[0] = '\0';
+			fclose(f);
+		}
+		for (i = 0; sib[0] != '\0' && i < n_seen; i++)
+			if (strcmp(seen[i], sib) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		if (sib[0] != '\0' && n_seen < 64)
+			memcpy(seen[n_seen++], sib, sizeof(sib));
+		cpus[n++] = c;
+	}
+	return n;
+}
+
+uint32_t
+kern_pool_cores(void)
+{
+	int	 cpus[KERN_POOL_MAX_THREADS];
+	uint32_t n = pool_core_cpus(cpus, KERN_POOL_MAX_THREADS);
+
+	return n > 0 ? n : 1;
+}
+
+int
+kern_pool_new(uint32_t n_threads, struct kern_pool **out)
+{
+	struct kern_pool	*p;
+	int			 cpus[KERN_POOL_MAX_THREADS];
+	const char		*pin = getenv("HEARTH_PIN");
+	uint32_t		 n_cores, i;
+	int			 r;
+
+	if (n_threads > KERN_POOL_MAX_THREADS)
+		return -EINVAL;
+	n_cores = pool_core_cpus(cpus, KERN_POOL_MAX_THREADS);
+	if (n_threads == 0)
+		n_threads = n_cores > 0 ? n_cores : 1;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -ENOMEM;
+	p->n = n_threads;
+	if ((r = pthread_mutex_init(&p->run_lock, NULL)) != 0) {
+		free(p);
+		return -r;
+	}
+	if (n_threads > 1 &&
+	    (p->workers = calloc(n_threads - 1, sizeof(*p->workers))) == NULL) {
+		pthread_mutex_destroy(&p->run_lock);
+		free(p);
+		return -ENOMEM;
+	}
+	for (i = 1; i < n_threads; i++) {
+		struct pool_worker	*w = &p->workers[i - 1];
+
+		w->pool = p;
+		w->ith = i;
+		w->cpu = n_threads <= n_cores &&
+		    (pin == NULL || strcmp(pin, "0") != 0) ? cpus[i] : -1;
+		if ((r = pthread_create(&w->tid, NULL, pool_worker_main,
+		    w)) != 0) {
+			kern_pool_free(p);
+			return -r;
+		}
+		p->started++;
+	}
+	*out = p;
+	return 0;
+}
+
+void
+kern_pool_free(struct kern_pool *p)
+{
+	uint32_t	 i;
+
+	if (p == NULL)
+		return;
+	atomic_store(&p->stop, true);
+	pool_bump(&p->gen);
+	for (i = 0; i < p->started; i++)
+		pthread_join(p->workers[i].tid, NULL);
+	pthread_mutex_destroy(&p->run_lock);
+	free(p->workers);
+	free(p);
+}
+
+uint32_t
+kern_pool_threads(const struct kern_pool *p)
+{
+	return p != NULL ? p->n : 1;
+}
+
+void
+kern_pool_run(struct kern_pool *p, kern_pool_fn fn, void *arg)
+{
+	uint32_t	 d0, v;
+
+	if (p == NULL || p->n == 1) {
+		fn(arg, 0, 1);
+		return;
+	}
+	pthread_mutex_lock(&p->run_lock);
+	p->fn = fn;
+	p->arg = arg;
+	d0 = atomic_load(&p->done.v);
+	pool_bump(&p->gen);
+	fn(arg, 0, p->n);
+	/* done.v moves by one per worker: wait for all n - 1 */
+	while ((v = atomic_load(&p->done.v)) - d0 < p->n - 1)
+		pool_wait_change(&p->done, v);
+	pthread_mutex_unlock(&p->run_lock);
+}
+
+void
+kern_pool_barrier(struct kern_pool *p)
+{
+	uint32_t	 phase;
+
+	if (p == NULL || p->n == 1)
+		return;
+	phase = atomic_load(&p->phase.v);
+	if (atomic_fetch_add(&p->arrived, 1) + 1 == p->n) {
+		atomic_store(&p->arrived, 0);
+		pool_bump(&p->phase);
+	} else {
+		pool_wait_change(&p->phase, phase);
+	}
+}
