@@ -13,7 +13,7 @@
 #include "budget.h"
 #include "memory.h"
 
-/* --- costs ------------------------------------------------------------------ */
+/* --- costs ---------------------------------------------------------------- */
 
 static int
 budget_mul(uint64_t a, uint64_t b, uint64_t *out)
@@ -99,8 +99,8 @@ budget_arch_u32(const struct gguf *g, const char *arch, const char *key,
 }
 
 int
-budget_shape_gguf(const struct gguf *g, struct budget_shape *s,
-    struct eng_err *err)
+budget_shape_gguf(const struct gguf *g, budget_pack_fn pack, void *arg,
+    struct budget_shape *s, struct eng_err *err)
 {
 	static const char *need[] = { "block_count", "embedding_length",
 	    "feed_forward_length", "attention.head_count" };
@@ -109,9 +109,10 @@ budget_shape_gguf(const struct gguf *g, struct budget_shape *s,
 	const struct gguf_tensor *emb;
 	char arch[64];
 	uint32_t v[4], kv_heads, kdim, vdim, ctx = 0;
-	uint64_t w = 0, b;
+	uint64_t w = 0, b, p;
 	uint64_t i;
 	unsigned k;
+	bool tied;
 	int r;
 
 	if (gguf_get_str(g, "general.architecture", &a) < 0 ||
@@ -138,11 +139,16 @@ budget_shape_gguf(const struct gguf *g, struct budget_shape *s,
 	    (uint64_t)v[3] * kdim > UINT32_MAX)
 		return err_set(err, -EINVAL, "%s: bad attention dimensions",
 		    arch);
+	tied = gguf_find_tensor(g, "output.weight") == NULL;
 	for (i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
 
 		/* model.c widens 1-D tensors to float32 */
 		b = t->n_dims == 1 ? t->nelems * 4 : t->nbytes;
+		if (pack != NULL && t->n_dims == 2 && (tied ||
+		    strcmp(t->name.s, "token_embd.weight") != 0) &&
+		    (p = pack(t->type, t->ne[1], t->ne[0], arg)) != 0)
+			b = p;
 		if (b > UINT64_MAX - BUDGET_ALIGN ||
 		    budget_add(w, (b + BUDGET_ALIGN - 1) /
 		    BUDGET_ALIGN * BUDGET_ALIGN, &w) < 0)
@@ -195,7 +201,7 @@ budget_scratch_estimate(const struct budget_shape *s, uint32_t n_batch)
 	return budget_sat_add(budget_sat_add(act, scores), logits);
 }
 
-/* --- admission ---------------------------------------------------------------- */
+/* --- admission ------------------------------------------------------------ */
 
 /* Does a come before b in eviction order (older, then lower index)? */
 static bool

@@ -42,7 +42,7 @@ struct budget_shape {
 	uint32_t	 n_embd_v;	/* V elements per position per layer */
 	uint32_t	 n_ctx;		/* positions per sequence */
 	uint32_t	 n_parallel;	/* sequences (KV slots) */
-	enum budget_kv_type kv_type;
+	enum budget_kv_type kv_type;	/* element type of the cache */
 	uint64_t	 scratch_bytes;	/* forward pass and sampler buffers */
 	/* Filled by budget_shape_gguf() for budget_scratch_estimate(): */
 	uint32_t	 n_embd;	/* model dim */
@@ -68,14 +68,25 @@ int  budget_kv_bytes(uint32_t n_layer, uint32_t n_embd_k, uint32_t n_embd_v,
 /* The cost of a shape; 0 or -EOVERFLOW / -EINVAL. */
 int  budget_cost(const struct budget_shape *s, struct budget_cost *out);
 /*
- * Fill s's weight_bytes (every tensor's bytes rounded up to
- * BUDGET_ALIGN, 1-D tensors as float32 as model.c keeps them), n_layer,
- * the KV and scratch dimensions from a GGUF's metadata (gguf_open is
- * enough: nothing is read). Leaves n_ctx, n_parallel, kv_type,
- * scratch_bytes and copies as they were. -EINVAL naming a missing key.
+ * Bytes a 2-D weight of a GGML type takes once repacked for the kernels
+ * (kern_ops()->pack_size when its layout is not KERN_LAYOUT_ROWS); 0:
+ * as in the GGUF.
  */
-int  budget_shape_gguf(const struct gguf *g, struct budget_shape *s,
-	    struct eng_err *err);
+typedef uint64_t (*budget_pack_fn)(uint32_t type, uint64_t rows,
+	    uint64_t cols, void *arg);
+
+/*
+ * Fill s's weight_bytes, n_layer, the KV and scratch dimensions from a
+ * GGUF's metadata (gguf_open is enough: no tensor data is read). The
+ * weights are counted as model.c keeps them: each tensor rounded up to
+ * BUDGET_ALIGN, 1-D tensors widened to float32, 2-D tensors at pack()'s
+ * size (pack NULL: the GGUF bytes) except token_embd.weight when an
+ * output.weight exists (only looked up by row, never repacked). Leaves
+ * n_ctx, n_parallel, kv_type, scratch_bytes and copies as they were.
+ * -EINVAL naming a missing or bad key, -EOVERFLOW.
+ */
+int  budget_shape_gguf(const struct gguf *g, budget_pack_fn pack, void *arg,
+	    struct budget_shape *s, struct eng_err *err);
 /*
  * An estimate of the forward pass buffers for batches of n_batch tokens
  * (float32 activations of a batch through a layer, attention scores of
@@ -107,7 +118,7 @@ enum budget_verdict {
 };
 
 struct budget_decision {
-	enum budget_verdict verdict;
+	enum budget_verdict verdict;	/* what to do */
 	size_t		 n_evict;	/* entries of the evict array used */
 	uint64_t	 in_use;	/* bytes of all resident models */
 	uint64_t	 held;		/* of those, pinned or busy */

@@ -13,7 +13,8 @@
  *	n_batch		tokens per forward step, 1..65536 (512)
  *	prefill_chunk	prompt tokens per sequence per step, 1..65536 (128)
  *	max_queue	requests waiting for a slot per model, 1..65536 (64)
- *	threads		compute threads per model, 1..1024 (1; -t overrides)
+ *	threads		compute threads per model, 0..256 (0: $HEARTH_THREADS,
+ *			else one per physical core; -t overrides)
  *	template	fallback chat template family ("chatml", ...) for
  *			models whose template is missing or unknown
  *	max_connections	open client connections, 1..65536 (256)
@@ -56,7 +57,7 @@ config_default(struct config *c, bool is_root)
 	c->n_batch = 512;
 	c->prefill_chunk = 128;
 	c->max_queue = 64;
-	c->threads = 1;
+	c->threads = 0;
 	c->max_connections = 256;
 	c->max_requests = 64;
 	c->max_models = 4;
@@ -231,7 +232,7 @@ static const struct config_u32_key {
 	{ "n_batch", offsetof(struct config, n_batch), 1, 65536 },
 	{ "prefill_chunk", offsetof(struct config, prefill_chunk), 1, 65536 },
 	{ "max_queue", offsetof(struct config, max_queue), 1, 65536 },
-	{ "threads", offsetof(struct config, threads), 1, 1024 },
+	{ "threads", offsetof(struct config, threads), 0, 256 },
 	{ "max_connections", offsetof(struct config, max_connections), 1,
 	    65536 },
 	{ "max_requests", offsetof(struct config, max_requests), 1, 65536 },

@@ -32,7 +32,9 @@ struct config {
 					 * while others decode (128) */
 	uint32_t	 max_queue;	/* requests waiting for a slot, per
 					 * model (64) */
-	uint32_t	 threads;	/* compute threads per model (1) */
+	uint32_t	 threads;	/* compute threads per model; 0: the
+					 * engine's default ($HEARTH_THREADS,
+					 * else one per physical core) */
 	char		*template_name;	/* fallback chat template family for
 					 * models without a known one; NULL */
 	uint32_t	 max_connections; /* open client connections (256) */

@@ -155,12 +155,20 @@ conn_send(struct conn *c, const void *frame, size_t len)
 		c->out_off = 0;
 	}
 	if (proto_buf_append(&c->out, frame, len) < 0) {
+		struct timeval now = { 0, 0 };
+
+		/*
+		 * Cannot keep the protocol's promises: close from a fresh
+		 * callback (the caller may still hold one of c's requests).
+		 */
 		log_warnx("conn %llu: out of memory for output, closing",
 		    (unsigned long long)c->id);
-		/* cannot keep the protocol's promises: close at once */
 		c->closing = true;
+		c->paused = false;
 		event_del(c->ev_read);
-		event_active(c->ev_write, EV_WRITE, 0);
+		event_del(c->ev_write);
+		evtimer_del(c->ev_timer);
+		evtimer_add(c->ev_timer, &now);
 		return;
 	}
 	event_add(c->ev_write, NULL);

@@ -341,6 +341,9 @@ dispatch_submit(struct dreq *d)
 		goto fail;
 	}
 	reg_running(rm, d);
+	/* a request that waited for its model joins the pause */
+	if (c->paused)
+		sched_pause_conn(rm->s, c->id, true);
 	return;
 fail:
 	sched_req_free(sr);
@@ -355,17 +358,13 @@ dispatch_load_reply(struct dreq *d)
 {
 	struct reg_model *rm = d->model;
 	struct proto_response resp;
+	struct sched_stats st;
 
+	sched_get_stats(rm->s, &st);
 	proto_response_init(&resp, PROTO_MSG_REPLY, d->id);
 	resp.request = PROTO_MSG_LOAD;
 	resp.u.load.model = rm->name;
-	resp.u.load.memory = rm->m->mem_size;
-	{
-		struct sched_stats st;
-
-		sched_get_stats(rm->s, &st);
-		resp.u.load.memory += st.kv_bytes + st.scratch_bytes;
-	}
+	resp.u.load.memory = rm->m->mem_size + st.kv_bytes + st.scratch_bytes;
 	resp.u.load.ms = rm->load_ms;
 	conn_reply(d->conn, &resp);
 }

@@ -6,8 +6,8 @@
  * Runs in the foreground and logs to standard error. Defaults: the
  * socket $XDG_RUNTIME_DIR/hearth/hearth.sock for a user,
  * /run/hearth/hearth.sock for root; models in ~/.local/share/hearth/models
- * or /var/lib/hearth/models; the configuration ~/.config/hearth/hearthd.conf
- * or /etc/hearth/hearthd.conf when it exists. SIGINT and SIGTERM stop it
+ * or /var/lib/hearth/models; the configuration ~/.config/hearth/hearth.conf
+ * or /etc/hearth/hearth.conf when it exists. SIGINT and SIGTERM stop it
  * gracefully.
  */
 #include <errno.h>
@@ -107,9 +107,9 @@ main(int argc, char **argv)
 			opt_socket = optarg;
 			break;
 		case 't':
-			if (config_parse_u32(optarg, 1, 1024, &threads) < 0) {
+			if (config_parse_u32(optarg, 1, 256, &threads) < 0) {
 				fprintf(stderr, "hearthd: -t %s: not in "
-				    "1..1024\n", optarg);
+				    "1..256\n", optarg);
 				return 2;
 			}
 			break;
@@ -125,11 +125,11 @@ main(int argc, char **argv)
 	if (opt_config != NULL)
 		config_path = strdup(opt_config);
 	else if (is_root)
-		config_path = strdup("/etc/hearth/hearthd.conf");
+		config_path = strdup("/etc/hearth/hearth.conf");
 	else if ((xdg = getenv("XDG_CONFIG_HOME")) != NULL && *xdg == '/')
-		config_path = main_path(xdg, "/hearth/hearthd.conf");
+		config_path = main_path(xdg, "/hearth/hearth.conf");
 	else if (home != NULL)
-		config_path = main_path(home, "/.config/hearth/hearthd.conf");
+		config_path = main_path(home, "/.config/hearth/hearth.conf");
 	if (config_path != NULL) {
 		r = config_load(&cfg, config_path, err, sizeof(err));
 		/* the default file is optional, a named one is not */
@@ -185,9 +185,14 @@ main(int argc, char **argv)
 		free(models_dir);
 		fatalx("hearthd: cannot start");
 	}
-	log_info("hearthd: models in %s, keep_alive %lld s, %u slots per "
-	    "model", models_dir,
-	    (long long)cfg.keep_alive, cfg.n_parallel);
+	if (cfg.threads != 0)
+		log_info("hearthd: models in %s, keep_alive %lld s, %u slots "
+		    "and %u threads per model", models_dir,
+		    (long long)cfg.keep_alive, cfg.n_parallel, cfg.threads);
+	else
+		log_info("hearthd: models in %s, keep_alive %lld s, %u slots "
+		    "per model", models_dir, (long long)cfg.keep_alive,
+		    cfg.n_parallel);
 	r = srv_run(&srv);
 	srv_free(&srv);
 	log_info("hearthd: stopped");

@@ -321,7 +321,7 @@ mem_pages_name(enum mem_pages p)
 	return "?";
 }
 
-/* --- regions ------------------------------------------------------------- */
+/* --- regions -------------------------------------------------------------- */
 
 void
 mem_params_default(struct mem_params *p)
@@ -528,7 +528,7 @@ mem_region_new(size_t size, const struct mem_params *p,
 	struct mem_params def;
 	struct mem_region *r;
 	size_t pg, align, resv_size, off = 0, need, whole, tail, n, head_trim;
-	uint64_t avail2 = 0;
+	uint64_t avail1 = 0, avail2 = 0;
 	uintptr_t base;
 	char num[32];
 	void *resv;
@@ -557,10 +557,9 @@ mem_region_new(size_t size, const struct mem_params *p,
 	r->size = size;
 
 	/* Reserve room for every layout: 1 GiB alignment only if used. */
-	n = 0;
 	if (p->pages == MEM_PAGES_HUGETLB && p->huge_1g && size >= MEM_PAGE_1G)
-		n = mem_pool(ops, MEM_PAGE_1G, p) > 0;
-	align = n ? MEM_PAGE_1G : MEM_PAGE_2M;
+		avail1 = mem_pool(ops, MEM_PAGE_1G, p);
+	align = avail1 > 0 ? MEM_PAGE_1G : MEM_PAGE_2M;
 	resv_size = mem_round_up(size, MEM_PAGE_2M) + align + 2 * pg;
 	resv = ops->mmap(NULL, resv_size, PROT_NONE, MEM_ANON | MAP_NORESERVE,
 	    -1, 0);
@@ -578,11 +577,11 @@ mem_region_new(size_t size, const struct mem_params *p,
 
 	if (p->pages == MEM_PAGES_HUGETLB) {
 		/* 1 GiB pages: whole pages only */
-		if (align == MEM_PAGE_1G) {
+		if (avail1 > 0) {
 			n = size / MEM_PAGE_1G;
-			if (mem_pool(ops, MEM_PAGE_1G, p) < n)
-				n = (size_t)mem_pool(ops, MEM_PAGE_1G, p);
-			if (n > 0 && mem_map_huge(r, p, (char *)base, n,
+			if (avail1 < n)
+				n = (size_t)avail1;
+			if (mem_map_huge(r, p, (char *)base, n,
 			    MEM_PAGE_1G) == 0) {
 				off = n * MEM_PAGE_1G;
 				r->usage.huge_1g = off;
@@ -653,6 +652,20 @@ mem_region_free(struct mem_region *r)
 }
 
 int
+mem_region_copy(const struct mem_region *src, const struct mem_params *p,
+    const struct mem_ops *ops, struct mem_region **out, struct eng_err *err)
+{
+	struct mem_region *r;
+	int e;
+
+	if ((e = mem_region_new(src->size, p, ops, &r, err)) < 0)
+		return e;
+	memcpy(r->addr, src->addr, src->size);
+	*out = r;
+	return 0;
+}
+
+int
 mem_region_lock(struct mem_region *r, struct eng_err *warn)
 {
 	char num[32], lim[32];
@@ -690,7 +703,7 @@ mem_region_lock(struct mem_region *r, struct eng_err *warn)
 	    "out", num, strerror(-e), lim);
 }
 
-/* --- reading ------------------------------------------------------------- */
+/* --- reading -------------------------------------------------------------- */
 
 struct mem_loader {
 	int		 fd;		/* borrowed, buffered reads */
@@ -700,9 +713,9 @@ struct mem_loader {
 	bool		 drop_cache;	/* fadvise DONTNEED after buffered reads */
 	uint64_t	 total;		/* for progress */
 	uint64_t	 done;		/* bytes read so far */
-	mem_progress_fn	 progress;
-	void		*arg;
-	const atomic_bool *cancel;
+	mem_progress_fn	 progress;	/* after each chunk, or NULL */
+	void		*arg;		/* for progress */
+	const atomic_bool *cancel;	/* checked before each chunk, or NULL */
 	void		*bounce;	/* [chunk], ALIGN-aligned, for direct
 					 * reads into misaligned memory */
 };

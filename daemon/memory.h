@@ -135,6 +135,13 @@ int  mem_region_new(size_t size, const struct mem_params *p,
 	    struct eng_err *err);
 /* Unmap and free; NULL ok. */
 void mem_region_free(struct mem_region *r);
+/*
+ * A new region mapped with p (typically MEM_NUMA_PREFERRED on another
+ * node, for NUMA replication) holding a copy of src's size bytes.
+ */
+int  mem_region_copy(const struct mem_region *src, const struct mem_params *p,
+	    const struct mem_ops *ops, struct mem_region **out,
+	    struct eng_err *err);
 
 /*
  * mlock the region's memory outside explicit hugepages. 0 (r->locked),
@@ -157,7 +164,7 @@ void mem_fmt_bytes(uint64_t n, char *buf, size_t size);
 int  mem_pages_parse(const char *s, enum mem_pages *out);
 const char *mem_pages_name(enum mem_pages p);
 
-/* --- reading files into memory ------------------------------------------ */
+/* --- reading files into memory -------------------------------------------- */
 
 /* Whether to read with O_DIRECT (bypassing the page cache). */
 enum mem_direct {

@@ -22,7 +22,7 @@
 #include "memory.h"
 #include "numa_topo.h"
 
-/* --- CPU sets -------------------------------------------------------------- */
+/* --- CPU sets ------------------------------------------------------------- */
 
 void
 numa_cpuset_clear(struct numa_cpuset *s)
@@ -168,7 +168,7 @@ numa_cpuset_to_sched(const struct numa_cpuset *s, cpu_set_t *out)
 			CPU_SET(c, out);
 }
 
-/* --- reading the machine ---------------------------------------------------- */
+/* --- reading the machine -------------------------------------------------- */
 
 static int
 numa_node_cmp(const void *a, const void *b)
@@ -298,7 +298,7 @@ done:
 	return r;
 }
 
-/* --- simulation files --------------------------------------------------------- */
+/* --- simulation files ----------------------------------------------------- */
 
 /* A size with an optional K/M/G/T suffix: 0 or -EINVAL/-ERANGE. */
 static int
@@ -598,7 +598,7 @@ numa_topo_index(const struct numa_topo *t, uint32_t id)
 	return -1;
 }
 
-/* --- placement ------------------------------------------------------------- */
+/* --- placement ------------------------------------------------------------ */
 
 int
 numa_policy_parse(const char *s, enum numa_policy *out)
@@ -645,10 +645,10 @@ numa_place_kernel_nodes(const struct numa_topo *t, uint64_t mask)
 
 /* The working state of one placement. */
 struct numa_ctx {
-	const struct numa_topo	*t;
-	const struct numa_usage	*u;
-	const struct numa_want	*w;
-	struct numa_place	*p;
+	const struct numa_topo	*t;		/* the machine */
+	const struct numa_usage	*u;		/* what is placed already */
+	const struct numa_want	*w;		/* the model */
+	struct numa_place	*p;		/* the decision being made */
 	uint64_t		 total;		/* weights + other, saturated */
 	uint64_t		 avail[NUMA_MAX_NODES];	/* free - used */
 	uint64_t		 cpu_nodes;	/* nodes with CPUs (bits) */
@@ -684,7 +684,7 @@ numa_say(struct numa_ctx *c, const char *fmt, ...)
 }
 
 struct numa_ids_arg {
-	const struct numa_topo	*t;
+	const struct numa_topo	*t;	/* for index <-> id */
 	uint64_t		 mask;	/* node indices */
 };
 

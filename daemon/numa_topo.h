@@ -128,7 +128,7 @@ struct numa_place {
 					 * and show: what and why */
 };
 
-/* --- CPU sets -------------------------------------------------------------- */
+/* --- CPU sets ------------------------------------------------------------- */
 
 void numa_cpuset_clear(struct numa_cpuset *s);
 void numa_cpuset_add(struct numa_cpuset *s, uint32_t cpu);	/* < MAX */
@@ -142,7 +142,7 @@ int  numa_cpuset_parse(const char *s, struct numa_cpuset *out);
 /* For sched_setaffinity/pthread_setaffinity_np (CPUs < CPU_SETSIZE). */
 void numa_cpuset_to_sched(const struct numa_cpuset *s, cpu_set_t *out);
 
-/* --- topology --------------------------------------------------------------- */
+/* --- topology ------------------------------------------------------------- */
 
 /* The running machine's topology (libnuma; one node without NUMA). */
 int  numa_topo_read(struct numa_topo *t, struct eng_err *err);
@@ -156,7 +156,7 @@ int  numa_topo_format(const struct numa_topo *t, char *buf, size_t size);
 /* Index of the node with kernel id, or -1. */
 int  numa_topo_index(const struct numa_topo *t, uint32_t id);
 
-/* --- placement ------------------------------------------------------------- */
+/* --- placement ------------------------------------------------------------ */
 
 /* "auto", "local", "interleave", "replicate" <-> enum; -EINVAL. */
 int  numa_policy_parse(const char *s, enum numa_policy *out);

@@ -248,6 +248,13 @@ reg_load_main(void *arg)
 	int r;
 
 	r = model_open(rm->path, reg_load_progress, rm, &m, &err);
+	if (r == 0 && s->cfg->threads != 0 &&
+	    (r = model_set_threads(m, s->cfg->threads)) < 0) {
+		err_set(&err, r, "cannot start %u threads: %s",
+		    s->cfg->threads, strerror(-r));
+		model_free(m);
+		m = NULL;
+	}
 	if (r == 0) {
 		reg_sched_params(s->cfg, s, m, &rm->sp);
 		if ((r = sched_new(m, &rm->sp, srv_post_frame, s, &sc,
@@ -589,10 +596,10 @@ reg_loaded(struct reg_model *rm, struct model *m, struct sched *s, int rc,
 	rm->last_use = srv_now();
 	sched_get_stats(s, &st);
 	log_info("registry: loaded %s: %s, %.1f MB weights, %.1f MB cache "
-	    "(%u slots of %u), in %.0f ms", rm->name,
+	    "(%u slots of %u), %u threads, in %.0f ms", rm->name,
 	    model_arch_name(m->hp.arch), (double)m->mem_size / 1e6,
 	    (double)(st.kv_bytes + st.scratch_bytes) / 1e6, rm->sp.n_parallel,
-	    rm->sp.n_ctx, rm->load_ms);
+	    rm->sp.n_ctx, model_threads(m), rm->load_ms);
 	if (rm->unload_asked) {
 		reg_unload_now(rm);
 		return;

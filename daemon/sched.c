@@ -388,8 +388,11 @@ sched_fail(struct sched *s, struct sched_job *j, enum proto_code code,
 	sched_finish(s, j, true);
 }
 
-/* Pack a response for j; on failure pack the error instead. */
-static void
+/*
+ * Pack a response for j; on failure pack the error instead and return
+ * -1 (the caller must then end j with it).
+ */
+static int
 sched_pack(struct sched *s, struct sched_job *j, const struct proto_response *r)
 {
 	struct proto_err e;
@@ -403,7 +406,9 @@ sched_pack(struct sched *s, struct sched_job *j, const struct proto_response *r)
 			    PROTO_E_TOO_LARGE;
 		sched_pack_error(s, j, e.code, "%s", e.msg[0] != '\0' ? e.msg :
 		    rc == -ENOMEM ? "out of memory" : "reply over a limit");
+		return -1;
 	}
+	return 0;
 }
 
 /* Pack the done event of a generation (or a cancelled job). */
@@ -434,7 +439,7 @@ sched_pack_done(struct sched *s, struct sched_job *j, enum proto_reason why)
 			d->thinking_len = j->thinking.len;
 		}
 	}
-	sched_pack(s, j, &r);
+	(void)sched_pack(s, j, &r);
 }
 
 /* ---- control: cancelled and dropped jobs (lock held) --------------- */
@@ -676,10 +681,7 @@ sched_start_gen(struct sched *s, struct sched_job *j)
 	}
 	tok_stream_init(&j->tks);
 	j->tks.first = false;	/* a continuation: keep its leading space */
-	if (j->max_tokens == 0) {
-		pthread_mutex_lock(&s->mtx);
-		s->st.prompt_tokens += n;
-		pthread_mutex_unlock(&s->mtx);
+	if (j->max_tokens == 0) {	/* nothing to run */
 		sched_pack_done(s, j, PROTO_REASON_MAX_TOKENS);
 		sched_finish(s, j, false);
 		return;
@@ -708,7 +710,7 @@ sched_reply_eval(struct sched *s, struct sched_job *j, const int32_t *toks)
 	e->top = j->top;
 	e->top_ids = j->eval_ids;
 	e->top_logprobs = j->eval_top;
-	sched_pack(s, j, &r);
+	(void)sched_pack(s, j, &r);
 	sched_finish(s, j, false);
 }
 
@@ -826,7 +828,7 @@ sched_do_tokenize(struct sched *s, struct sched_job *j)
 	r.request = PROTO_MSG_TOKENIZE;
 	r.u.tokenize.ids = ids;
 	r.u.tokenize.n_ids = (uint32_t)n;
-	sched_pack(s, j, &r);
+	(void)sched_pack(s, j, &r);
 	free(big);
 	sched_finish(s, j, false);
 }
@@ -878,7 +880,7 @@ sched_do_detokenize(struct sched *s, struct sched_job *j)
 	r.request = PROTO_MSG_DETOKENIZE;
 	r.u.detokenize.text = text;
 	r.u.detokenize.text_len = len;
-	sched_pack(s, j, &r);
+	(void)sched_pack(s, j, &r);
 	free(text);
 	sched_finish(s, j, false);
 	return;
@@ -1100,8 +1102,11 @@ sched_emit(void *arg, bool thinking, const char *p, size_t len)
 	g->len = len;
 }
 
-/* Post one token event (text may be empty). */
-static void
+/*
+ * Post one token event (text may be empty). False when it could not be
+ * packed: j is then over (ended with the error).
+ */
+static bool
 sched_post_token(struct sched *s, struct sched_job *j, int32_t tok,
     const char *text, size_t len, bool thinking, bool with_lp)
 {
@@ -1120,27 +1125,30 @@ sched_post_token(struct sched *s, struct sched_job *j, int32_t tok,
 		t->top_logprobs = j->top_lp;
 		t->n_top = j->top_logprobs;
 	}
-	sched_pack(s, j, &r);
+	if (sched_pack(s, j, &r) < 0) {
+		sched_finish(s, j, true);
+		return false;
+	}
 	sched_post(s, j);
+	return true;
 }
 
 /*
  * The token events of one sampled token: one per channel run (normally
  * one), cut at PROTO_MAX_PIECE bytes on character boundaries; the first
  * carries the logprobs. A token with no text still gets one event.
+ * False when j is over (an event could not be packed).
  */
-static void
+static bool
 sched_post_tokens(struct sched *s, struct sched_job *j, int32_t tok)
 {
 	const char *p;
 	size_t i, left, cut;
 	bool first = true;
 
-	if (s->n_segs == 0) {
-		sched_post_token(s, j, tok, "", 0, tstream_thinking(&j->txt),
-		    true);
-		return;
-	}
+	if (s->n_segs == 0)
+		return sched_post_token(s, j, tok, "", 0,
+		    tstream_thinking(&j->txt), true);
 	for (i = 0; i < s->n_segs; i++) {
 		p = s->segtext.p + s->segs[i].off;
 		left = s->segs[i].len;
@@ -1152,13 +1160,15 @@ sched_post_tokens(struct sched *s, struct sched_job *j, int32_t tok)
 				    0x80)
 					cut--;
 			}
-			sched_post_token(s, j, tok, p, cut,
-			    s->segs[i].thinking, first);
+			if (!sched_post_token(s, j, tok, p, cut,
+			    s->segs[i].thinking, first))
+				return false;
 			first = false;
 			p += cut;
 			left -= cut;
 		}
 	}
+	return true;
 }
 
 /*
@@ -1231,8 +1241,8 @@ sched_sample(struct sched *s, struct sched_job *j, const float *logits)
 		sched_fail(s, j, PROTO_E_INTERNAL, "out of memory");
 		return;
 	}
-	if (j->stream)
-		sched_post_tokens(s, j, t);
+	if (j->stream && !sched_post_tokens(s, j, t))
+		return;
 	if (why != PROTO_REASON_NONE) {
 		sched_pack_done(s, j, why);
 		sched_finish(s, j, false);
@@ -1280,7 +1290,7 @@ sched_reply_embed(struct sched *s, struct sched_job *j)
 	r.u.embed.embedding = j->embd;
 	r.u.embed.n = s->n_embd;
 	r.u.embed.tokens = j->n_run;
-	sched_pack(s, j, &r);
+	(void)sched_pack(s, j, &r);
 	sched_finish(s, j, false);
 }
 

@@ -14,6 +14,28 @@
  * the post callback, from its own thread; the daemon queues them to the
  * loop thread, which writes them to the connection if it still exists.
  * All other functions are called from the loop thread.
+ *
+ * What a request gets (every request ends with exactly one final frame):
+ *   generate/chat  token events, one per sampled token (the end-of-
+ *                  generation token too, with its held-back text or
+ *                  ""), a second event for the same token only when its
+ *                  text crosses a think tag (the logprobs are on the
+ *                  first) or is over PROTO_MAX_PIECE; then done. Stop
+ *                  strings apply to the answer channel only; the first
+ *                  to complete wins. stream=false: no token events, done
+ *                  carries text (and thinking when think_close is set).
+ *                  prefill_ms/decode_ms: wall time of the steps in which
+ *                  the sequence read its prompt / decoded.
+ *   eval, embed,   a reply.
+ *   tokenize,
+ *   detokenize
+ *   cancelled      done, reason cancelled (any kind, queued or running).
+ *   refused/failed an error frame: too_large (prompt over n_ctx - 1, eval
+ *                  input over n_ctx + 1, embed input over n_ctx, a reply
+ *                  over the frame limit), bad_request (ids outside the
+ *                  vocabulary, empty prompt, sampling out of range, text
+ *                  the tokenizer refuses), model_error (the forward pass
+ *                  failed; the slot's cache is forgotten), internal.
  */
 #ifndef HEARTH_SCHED_H
 #define HEARTH_SCHED_H
@@ -68,9 +90,13 @@ struct sched_req {
 void sched_req_free(struct sched_req *r);
 
 /*
- * Called from the scheduler thread with one complete frame for request
- * id of connection conn_id; final is true for the last frame of that
- * request (done, reply or error). The callee copies the bytes.
+ * Called from the scheduler thread with one complete frame (header
+ * included) for request id of connection conn_id; final is true for the
+ * last frame of that request (done, reply or error). The callee copies
+ * the bytes. It is called with the scheduler's lock held (that is how
+ * nothing is posted for a connection once sched_drop_conn returned): it
+ * must not call sched_*(), and the loop thread must not call sched_*()
+ * while holding a lock the callback takes.
  */
 typedef void (*sched_post_fn)(void *arg, uint64_t conn_id, uint64_t id,
     const uint8_t *frame, size_t len, bool final);
@@ -97,18 +123,23 @@ void sched_free(struct sched *s);
 
 /*
  * Queue a request. On success the scheduler owns it. -EBUSY when the
- * queue is full, -EINVAL for a request kind it does not run; the caller
- * keeps req and replies with the error.
+ * queue is full (max_queue requests wait for a slot or for their turn),
+ * -EINVAL for a request kind it does not run (or a chat without its
+ * rendered prompt), -ENOMEM; the caller keeps req and replies with the
+ * error. Tokenize and detokenize are answered between two steps, ahead
+ * of requests waiting for a slot.
  */
 int  sched_submit(struct sched *s, struct sched_req *req);
 /* Cancel request id of conn_id: true when it was queued or running
  * (it then ends with a done event, reason cancelled). */
 bool sched_cancel(struct sched *s, uint64_t conn_id, uint64_t id);
 /* A connection is gone: drop its requests at once, post nothing more
- * for it, and free its slots' caches. */
+ * for it (from when this returns), and free its slots' caches. */
 void sched_drop_conn(struct sched *s, uint64_t conn_id);
 /* A connection's output backs up (or drains): its sequences are left
- * out of batches while paused. */
+ * out of batches while paused (they keep their slots; at most the step
+ * running when this is called still posts for it). Remembered for
+ * requests it submits later, until unpaused or dropped. */
 void sched_pause_conn(struct sched *s, uint64_t conn_id, bool paused);
 void sched_get_stats(struct sched *s, struct sched_stats *out);
 /* No request queued or running. */

@@ -1053,76 +1053,162 @@ ka_to_fp16(uint16_t *dst, const float *src, size_t n)
 #define KA_HD_MAX	256	/* head dims kept in registers */
 
 /*
- * One head, online softmax over blocks of 16 positions (always the same
- * blocks: 0-15, 16-31, ...): the block's scores, the running maximum m,
- * the running sum l of exp(s - m) and the output rescaled when m grows.
+ * out[t] = sum of the 16 lanes of v[t], for 16 vectors: a tree of
+ * shuffles and adds (halves, then 128-bit quarters, then pairs, then
+ * singles), the lanes coming out in a fixed permuted order that the final
+ * vpermps undoes. Each key's sum is always added in the same order.
+ */
+KA_INLINE __m512
+ka_reduce16(__m512 *v)
+{
+	__m512	 w[8], x[4], y[2], z;
+	int	 i;
+
+#pragma GCC unroll 8
+	for (i = 0; i < 8; i++)		/* lanes 0-7: key 2i, 8-15: 2i+1 */
+		w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i],
+		    v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i],
+		    v[2 * i + 1], 0xee));
+#pragma GCC unroll 4
+	for (i = 0; i < 4; i++)		/* quarter q: key 4i + q */
+		x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i],
+		    w[2 * i + 1], 0x88), _mm512_shuffle_f32x4(w[2 * i],
+		    w[2 * i + 1], 0xdd));
+#pragma GCC unroll 2
+	for (i = 0; i < 2; i++)	/* quarter q: lanes 0, 2 key 8i+q, 1, 3 8i+4+q */
+		y[i] = _mm512_add_ps(_mm512_unpacklo_ps(x[2 * i],
+		    x[2 * i + 1]), _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]));
+	/* quarter q, lane l: key 4l + q */
+	z = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(
+	    _mm512_castps_pd(y[0]), _mm512_castps_pd(y[1]))),
+	    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(y[0]),
+	    _mm512_castps_pd(y[1]))));
+	/* lane 4q + l holds key 4l + q: transpose the 4x4 */
+	return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9,
+	    13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
+/* Online softmax state of one head. */
+struct ka_head {
+	float	 m;			/* running maximum score */
+	float	 l;			/* running sum of exp(s - m) */
+};
+
+/*
+ * The heads sharing one kv head, online softmax over blocks of 16
+ * positions (always the same blocks: 0-15, 16-31, ...). Each block's keys
+ * and values are widened to float once for all heads; per head: the 16
+ * scores (16 partial dot products, summed by ka_reduce16), the running
+ * maximum m, the running sum l of exp(s - m), and the output rescaled by
+ * exp(m_old - m) when m grows, then the block's values added in position
+ * order. Finally o /= l.
  */
 static void
-ka_attend_head(const struct kern_attn *a, const float *q, float *o)
+ka_attend_group(const struct kern_attn *a)
 {
-	const size_t	 nvec = (a->hd + 15) / 16;
-	const __mmask16	 klast = (__mmask16)(a->hd % 16 == 0 ? 0xffff :
-			    (1u << (a->hd % 16)) - 1);
-	__m512		 qv[KA_HD_MAX / 16], ov[KA_HD_MAX / 16];
-	float		 m = -INFINITY, l = 0.0f, corr, sc[16], p[16];
-	size_t		 t0, tt, nt, j;
+	const size_t	 hd = a->hd, nvec = (hd + 15) / 16;
+	const __mmask16	 klast = (__mmask16)(hd % 16 == 0 ? 0xffff :
+			    (1u << (hd % 16)) - 1);
+	float		 kf[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	float		 vf[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	float		 p[16] __attribute__((aligned(64)));
+	struct ka_head	 st[64];
+	size_t		 h, t0, tt, nt, j, hs, he;
 
-	for (j = 0; j < nvec; j++) {
-		__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+	for (hs = 0; hs < a->n_q; hs = he) {
+		he = hs + 64 < a->n_q ? hs + 64 : a->n_q;
+		for (h = hs; h < he; h++) {
+			st[h - hs].m = -INFINITY;
+			st[h - hs].l = 0.0f;
+			memset(a->o + h * hd, 0, hd * sizeof(float));
+		}
+		for (t0 = 0; t0 < a->n_keys; t0 += 16) {
+			nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
+			/* widen the block (missing keys: zeros) */
+			for (tt = 0; tt < 16; tt++) {
+				const uint16_t *kt = a->k + (t0 + tt) *
+				    a->stride;
+				const uint16_t *vt = a->v + (t0 + tt) *
+				    a->stride;
 
-		qv[j] = _mm512_maskz_loadu_ps(k, q + 16 * j);
-		ov[j] = _mm512_setzero_ps();
-	}
-	for (t0 = 0; t0 < a->n_keys; t0 += 16) {
-		__m512	 s, e;
-		float	 mb, mn;
+				for (j = 0; j < nvec; j++) {
+					__mmask16 k = tt >= nt ? 0 :
+					    j + 1 == nvec ? klast : 0xffff;
 
-		nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
-		for (tt = 0; tt < nt; tt++) {
-			const uint16_t	*kt = a->k + (t0 + tt) * a->stride;
-			__m512		 acc = _mm512_setzero_ps();
+					_mm512_store_ps(kf + tt * KA_HD_MAX +
+					    16 * j, _mm512_cvtph_ps(
+					    _mm256_maskz_loadu_epi16(k, kt +
+					    16 * j)));
+					_mm512_store_ps(vf + tt * KA_HD_MAX +
+					    16 * j, _mm512_cvtph_ps(
+					    _mm256_maskz_loadu_epi16(k, vt +
+					    16 * j)));
+				}
+			}
+			for (h = hs; h < he; h++) {
+				struct ka_head	*hh = &st[h - hs];
+				const float	*q = a->q + h * hd;
+				float		*o = a->o + h * hd;
+				__m512		 acc[16], s, e;
+				float		 mb, mn, corr;
+
+				for (tt = 0; tt < 16; tt++)
+					acc[tt] = _mm512_setzero_ps();
+				for (j = 0; j < nvec; j++) {
+					__mmask16 k = j + 1 == nvec ? klast :
+					    0xffff;
+					__m512	 qv = _mm512_maskz_loadu_ps(k,
+					    q + 16 * j);
+
+#pragma GCC unroll 16
+					for (tt = 0; tt < 16; tt++)
+						acc[tt] = _mm512_fmadd_ps(qv,
+						    _mm512_load_ps(kf + tt *
+						    KA_HD_MAX + 16 * j),
+						    acc[tt]);
+				}
+				s = _mm512_mul_ps(ka_reduce16(acc),
+				    _mm512_set1_ps(a->scale));
+				s = _mm512_mask_mov_ps(_mm512_set1_ps(
+				    -INFINITY), (__mmask16)((1u << nt) - 1),
+				    s);
+				mb = _mm512_reduce_max_ps(s);
+				mn = mb > hh->m ? mb : hh->m;
+				corr = expf(hh->m - mn);
+				e = _mm512_maskz_mov_ps((__mmask16)((1u <<
+				    nt) - 1), ka_exp(_mm512_sub_ps(s,
+				    _mm512_set1_ps(mn))));
+				_mm512_store_ps(p, e);
+				hh->l = hh->l * corr + _mm512_reduce_add_ps(e);
+				hh->m = mn;
+				for (j = 0; j < nvec; j++) {
+					__mmask16 k = j + 1 == nvec ? klast :
+					    0xffff;
+					__m512	 ov = _mm512_mul_ps(
+					    _mm512_maskz_loadu_ps(k, o + 16 * j),
+					    _mm512_set1_ps(corr));
+
+					for (tt = 0; tt < nt; tt++)
+						ov = _mm512_fmadd_ps(
+						    _mm512_set1_ps(p[tt]),
+						    _mm512_load_ps(vf + tt *
+						    KA_HD_MAX + 16 * j), ov);
+					_mm512_mask_storeu_ps(o + 16 * j, k, ov);
+				}
+			}
+		}
+		for (h = hs; h < he; h++) {
+			float	*o = a->o + h * hd;
+			__m512	 inv = _mm512_set1_ps(st[h - hs].l);
 
 			for (j = 0; j < nvec; j++) {
 				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
-				__m512	 kv = _mm512_cvtph_ps(
-				    _mm256_maskz_loadu_epi16(k, kt + 16 * j));
 
-				acc = _mm512_fmadd_ps(qv[j], kv, acc);
-			}
-			sc[tt] = _mm512_reduce_add_ps(acc);
-		}
-		for (; tt < 16; tt++)
-			sc[tt] = -INFINITY;
-		s = _mm512_mul_ps(_mm512_loadu_ps(sc),
-		    _mm512_set1_ps(a->scale));
-		mb = _mm512_reduce_max_ps(s);
-		mn = mb > m ? mb : m;
-		corr = expf(m - mn);
-		e = _mm512_maskz_mov_ps((__mmask16)((1u << nt) - 1),
-		    ka_exp(_mm512_sub_ps(s, _mm512_set1_ps(mn))));
-		_mm512_storeu_ps(p, e);
-		l = l * corr + _mm512_reduce_add_ps(e);
-		for (j = 0; j < nvec; j++)
-			ov[j] = _mm512_mul_ps(ov[j], _mm512_set1_ps(corr));
-		for (tt = 0; tt < nt; tt++) {
-			const uint16_t	*vt = a->v + (t0 + tt) * a->stride;
-			__m512		 pv = _mm512_set1_ps(p[tt]);
-
-			for (j = 0; j < nvec; j++) {
-				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
-				__m512	 vv = _mm512_cvtph_ps(
-				    _mm256_maskz_loadu_epi16(k, vt + 16 * j));
-
-				ov[j] = _mm512_fmadd_ps(pv, vv, ov[j]);
+				_mm512_mask_storeu_ps(o + 16 * j, k,
+				    _mm512_div_ps(_mm512_maskz_loadu_ps(k,
+				    o + 16 * j), inv));
 			}
 		}
-		m = mn;
-	}
-	for (j = 0; j < nvec; j++) {
-		__mmask16 k = j + 1 == nvec ? klast : 0xffff;
-
-		_mm512_mask_storeu_ps(o + 16 * j, k, _mm512_div_ps(ov[j],
-		    _mm512_set1_ps(l)));
 	}
 }
 
@@ -1131,14 +1217,13 @@ ka_attend(const struct kern_attn *a)
 {
 	size_t	 h;
 
-	for (h = 0; h < a->n_q; h++) {
-		if (a->hd > KA_HD_MAX)
-			kern_attend_ref(a->q + h * a->hd, a->k, a->v,
-			    a->stride, a->hd, a->n_keys, a->scale,
-			    a->o + h * a->hd, a->scratch);
-		else
-			ka_attend_head(a, a->q + h * a->hd, a->o + h * a->hd);
+	if (a->hd <= KA_HD_MAX) {
+		ka_attend_group(a);
+		return;
 	}
+	for (h = 0; h < a->n_q; h++)
+		kern_attend_ref(a->q + h * a->hd, a->k, a->v, a->stride, a->hd,
+		    a->n_keys, a->scale, a->o + h * a->hd, a->scratch);
 }
 
 static const struct kern_ops ka_ops = {

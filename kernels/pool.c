@@ -26,7 +26,8 @@
 
 #include "pool.h"
 
-#define POOL_SPIN_NS	200000	/* spin this long before sleeping */
+#define POOL_SPIN_NS	20000	/* spin this long, */
+#define POOL_YIELD_NS	200000	/* then yield the CPU up to this, then sleep */
 #define POOL_MAX_CPUS	1024
 
 /* One word threads wait for a change of, and how many sleep on it. */
@@ -87,24 +88,33 @@ pool_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Wait until w->v differs from old (spin, then sleep); return it. */
+/*
+ * Wait until w->v differs from old; return it. Spin first (the others
+ * are usually microseconds away), then yield the CPU (when threads
+ * outnumber cores, the one we wait for may need ours), then sleep.
+ */
 static uint32_t
 pool_wait_change(struct pool_word *w, uint32_t old)
 {
-	uint64_t	 t0 = 0;
+	uint64_t	 t0 = 0, dt = 0;
 	uint32_t	 v;
 	unsigned	 i;
 
 	for (i = 0;; i++) {
 		if ((v = atomic_load(&w->v)) != old)
 			return v;
-		pool_pause();
-		if ((i & 63) != 63)
+		if (t0 != 0 && dt > POOL_SPIN_NS)
+			sched_yield();
+		else
+			pool_pause();
+		if ((i & 63) != 63 && (t0 == 0 || dt <= POOL_SPIN_NS))
 			continue;
-		if (t0 == 0)
+		if (t0 == 0) {
 			t0 = pool_now_ns();
-		else if (pool_now_ns() - t0 > POOL_SPIN_NS)
+			dt = 0;
+		} else if ((dt = pool_now_ns() - t0) > POOL_YIELD_NS) {
 			break;
+		}
 	}
 	atomic_fetch_add(&w->sleepers, 1);
 	while ((v = atomic_load(&w->v)) == old)

@@ -49,7 +49,7 @@
 #include "testutil.h"
 #include "tokenizer.h"
 
-#define TIMEOUT_MS	10000	/* for any single answer */
+#define TIMEOUT_MS	(10000 * timeout_scale())	/* for one answer */
 #define PAUSE_MS	400	/* pause_timeout of the test daemon */
 #define OUTBUF		4096	/* output_buffer of the test daemon */
 #define MAX_GEN		4096	/* tokens a test collects at most */
@@ -70,6 +70,16 @@ static const char aidreams_text[] = " of probability unfold, as I sense "
     "the slowly of vectors. Contrast emerge, a flower, as I settle into a "
     "tapestry of prob";
 
+/* CK_TIMEOUT_MULTIPLIER stretches our waits too (valgrind runs). */
+static int
+timeout_scale(void)
+{
+	const char *s = getenv("CK_TIMEOUT_MULTIPLIER");
+	int k = s != NULL ? atoi(s) : 1;
+
+	return k >= 1 ? k : 1;
+}
+
 /* ---- the daemon ---------------------------------------------------- */
 
 static char	g_dir[4096];		/* temporary directory */
@@ -78,6 +88,7 @@ static char	g_sock[4200];		/* socket path */
 static char	g_log[4200];		/* daemon's stderr */
 static pid_t	g_pid = -1;		/* the daemon */
 static bool	g_aidreams;		/* aidreams260K is in the models */
+static bool	g_think;		/* "think" has the R1 template */
 
 static const char *
 model_path(const char *name)
@@ -186,9 +197,30 @@ make_models(void)
 	f = fopen(path, "w");
 	fputs("x\n", f);
 	fclose(f);
-	/* a link inside the directory */
+	/* a link inside the directory, one out of it */
 	symlink("tiny.gguf", model_path("alias"));
+	snprintf(path, sizeof(path), "%s/outside.gguf", g_dir);
+	mkm_spec_default(&s);
+	if (mkm_write(&s, path, NULL) != 0)
+		abort();
+	symlink(path, model_path("outside"));
 
+	/* a reasoning template (DeepSeek-R1 distill, with a switch) */
+	if ((aid = tu_testdata("templates/"
+	    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")) != NULL) {
+		size_t len;
+		uint8_t *t = tu_read_file(aid, &len);
+		char *z = t != NULL ? calloc(1, len + 1) : NULL;
+
+		if (z == NULL)
+			abort();
+		memcpy(z, t, len);
+		snprintf(path, sizeof(path), "%s", model_path("tiny"));
+		rewrite_with(path, model_path("think"), z, NULL);
+		free(z);
+		free(t);
+		g_think = true;
+	}
 	if ((aid = tu_testdata("models/aidreams260K.gguf")) != NULL) {
 		symlink(aid, model_path("aidreams260K"));
 		g_aidreams = true;
@@ -201,6 +233,10 @@ make_models(void)
 	    "output_buffer = %d\nsndbuf = 4K\npause_timeout = %dms\n"
 	    "external_links = yes\nmax_models = 8\nmax_requests = 32\n",
 	    OUTBUF, PAUSE_MS);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/links.conf", g_dir);
+	f = fopen(path, "w");
+	fprintf(f, "external_links = no\n");
 	fclose(f);
 }
 
@@ -250,12 +286,12 @@ sock_connect(void)
 }
 
 static void
-daemon_start(void)
+daemon_start_conf(const char *conf_name)
 {
 	char conf[4400];
 	int i, fd;
 
-	snprintf(conf, sizeof(conf), "%s/hearthd.conf", g_dir);
+	snprintf(conf, sizeof(conf), "%s/%s", g_dir, conf_name);
 	g_pid = fork();
 	if (g_pid < 0)
 		abort();
@@ -269,7 +305,7 @@ daemon_start(void)
 		fprintf(stderr, "exec %s: %s\n", daemon_path(), strerror(errno));
 		_exit(127);
 	}
-	for (i = 0; i < 1000; i++) {
+	for (i = 0; i < 1000 * timeout_scale(); i++) {
 		if ((fd = sock_connect()) >= 0) {
 			close(fd);
 			return;
@@ -283,6 +319,12 @@ daemon_start(void)
 	abort();
 }
 
+static void
+daemon_start(void)
+{
+	daemon_start_conf("hearthd.conf");
+}
+
 /* SIGTERM, and the daemon must exit 0 in time; 0 or -1. */
 static int
 daemon_stop(void)
@@ -292,7 +334,7 @@ daemon_stop(void)
 	if (g_pid <= 0)
 		return 0;
 	kill(g_pid, SIGTERM);
-	for (i = 0; i < 500; i++) {
+	for (i = 0; i < 500 * timeout_scale(); i++) {
 		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
 			g_pid = -1;
 			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
@@ -322,6 +364,7 @@ teardown(void)
 		print_log();
 	tu_tmpdir_free();
 	g_aidreams = false;
+	g_think = false;
 }
 
 /* VmRSS of the daemon in kB. */
@@ -1212,6 +1255,59 @@ START_TEST(test_chat)
 }
 END_TEST
 
+START_TEST(test_chat_thinking)
+{
+	struct proto_message msg = { "user", "why?", 4 };
+	struct proto_response resp;
+	struct proto_request r;
+	struct gen *g;
+	struct tc c;
+	int64_t id;
+	size_t n;
+
+	if (!g_think) {
+		tu_skip("test_chat_thinking");
+		return;
+	}
+	tc_open(&c);
+	proto_request_init(&r, PROTO_MSG_RENDER, 0);
+	r.u.chat.model = "think";
+	r.u.chat.messages = &msg;
+	r.u.chat.n_messages = 1;
+	id = tc_send(&c, &r);
+	tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_RENDER, &resp);
+	ck_assert_str_eq(resp.u.render.template, "deepseek-r1");
+	n = resp.u.render.prompt_len;
+	ck_assert_uint_gt(n, 8);
+	ck_assert_str_eq(resp.u.render.prompt + n - 8, "<think>\n");
+	ck_assert(strncmp(resp.u.render.prompt, "<s>", 3) == 0);
+	proto_response_free(&resp);
+	/* generation starts inside the thinking channel */
+	g = gen_new();
+	r.type = PROTO_MSG_CHAT;
+	r.id = 0;
+	r.u.chat.opts.max_tokens = 8;
+	r.u.chat.opts.sampling.set = PROTO_S_TEMPERATURE;
+	id = tc_send(&c, &r);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert_msg(g->done, "%s", g->msg);
+	ck_assert_uint_gt(g->n, 0);
+	ck_assert_uint_eq(g->n_thinking, g->n);
+	free(g);
+	/* thinking off: the block is closed in the prompt */
+	g = gen_new();
+	r.id = 0;
+	r.u.chat.thinking = PROTO_THINK_OFF;
+	id = tc_send(&c, &r);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert_msg(g->done, "%s", g->msg);
+	ck_assert_uint_gt(g->n, 0);
+	ck_assert_uint_eq(g->n_thinking, 0);
+	free(g);
+	tc_close(&c);
+}
+END_TEST
+
 START_TEST(test_eval)
 {
 	struct eng_err err = { "" };
@@ -1587,19 +1683,48 @@ END_TEST
 
 /* ---- limits -------------------------------------------------------- */
 
+static uint32_t
+stats_connections(struct tc *c)
+{
+	struct proto_response resp;
+	uint32_t n;
+	int64_t id;
+
+	id = tc_simple(c, PROTO_MSG_STATS, NULL);
+	tc_expect_reply(c, (uint64_t)id, PROTO_MSG_STATS, &resp);
+	n = resp.u.stats.connections;
+	proto_response_free(&resp);
+	return n;
+}
+
+/* Wait until at most n connections are open. */
+static bool
+wait_connections(struct tc *c, uint32_t n)
+{
+	int i;
+
+	for (i = 0; i < 100 * timeout_scale(); i++) {
+		if (stats_connections(c) <= n)
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
 START_TEST(test_slow_reader)
 {
 	int32_t want[32];
 	struct gen *g = gen_new(), *s = gen_new();
 	struct proto_response resp;
 	struct tc slow, c;
-	uint32_t nw;
+	uint32_t nw, conns;
 	int64_t id, sid;
 	int r;
 
 	nw = direct_generate("long", "fast one", 20, want);
 	tc_open(&slow);
 	tc_open(&c);
+	conns = stats_connections(&c);
 	/* the slow reader asks for a long stream and reads nothing */
 	sid = tc_generate(&slow, "long", "never read", 3500, true);
 	usleep(100000);
@@ -1609,8 +1734,8 @@ START_TEST(test_slow_reader)
 	ck_assert(g->done);
 	assert_ids_eq(g->ids, g->n, want, nw);
 	/* after the pause timeout the slow reader is cut off */
-	usleep((PAUSE_MS + 600) * 1000);
-	tc_ping(&c);
+	ck_assert_msg(wait_connections(&c, conns - 1), "the slow reader "
+	    "is still connected");
 	while ((r = tc_collect(&slow, (uint64_t)sid, s, 0)) == 1)
 		;
 	ck_assert_int_eq(r, -1);
@@ -2026,6 +2151,167 @@ START_TEST(test_unknown_model)
 }
 END_TEST
 
+/* Run hearthd with args to its end; its exit status, stderr in out. */
+static int
+run_hearthd(const char *const *args, char *out, size_t size)
+{
+	const char *argv[16];
+	char path[4400];
+	size_t n = 0, len;
+	uint8_t *log;
+	pid_t pid;
+	int st, fd;
+
+	snprintf(path, sizeof(path), "%s/run.log", g_dir);
+	argv[n++] = "hearthd";
+	while (*args != NULL && n < 15)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	if ((pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execv(daemon_path(), (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	out[0] = '\0';
+	if ((log = tu_read_file(path, &len)) != NULL) {
+		snprintf(out, size, "%.*s", (int)len, (const char *)log);
+		free(log);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+START_TEST(test_startup_errors)
+{
+	static const char *const bad_conf[] = {
+		"nosuch = 1\n",
+		"keep_alive = soon\n",
+		"n_parallel = 0\n",
+		"max_frame = 12\n",
+		"template = nosuch\n",
+		"[other]\nkeep_alive = 1\n",
+		"pause_timeout = 2h\n",
+	};
+	char conf[4400], out[4096];
+	const char *args[12];
+	size_t i;
+	FILE *f;
+
+	snprintf(conf, sizeof(conf), "%s/bad.conf", g_dir);
+	for (i = 0; i < sizeof(bad_conf) / sizeof(bad_conf[0]); i++) {
+		f = fopen(conf, "w");
+		fputs(bad_conf[i], f);
+		fclose(f);
+		args[0] = "-s";
+		args[1] = "/nonexistent/x.sock";
+		args[2] = "-m";
+		args[3] = g_models;
+		args[4] = "-c";
+		args[5] = conf;
+		args[6] = NULL;
+		ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
+		ck_assert_msg(strstr(out, "bad.conf:") != NULL, "%s", out);
+	}
+	/* a missing configuration file named on the command line */
+	args[5] = "/nonexistent.conf";
+	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
+	/* the socket of a running daemon is not taken over */
+	snprintf(conf, sizeof(conf), "%s/hearthd.conf", g_dir);
+	args[1] = g_sock;
+	args[5] = conf;
+	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "another daemon") != NULL, "%s", out);
+	/* a missing models directory */
+	args[1] = "/nonexistent/x.sock";
+	args[3] = "/nonexistent";
+	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "/nonexistent") != NULL, "%s", out);
+	/* usage */
+	args[0] = "-x";
+	args[1] = NULL;
+	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 2);
+	/* the daemon still serves */
+	{
+		struct tc c;
+
+		tc_open(&c);
+		tc_ping(&c);
+		tc_close(&c);
+	}
+}
+END_TEST
+
+START_TEST(test_stale_socket)
+{
+	struct gen *g = gen_new();
+	struct tc c;
+	int64_t id;
+
+	/* a daemon killed without its shutdown leaves its socket behind */
+	kill(g_pid, SIGKILL);
+	waitpid(g_pid, NULL, 0);
+	g_pid = -1;
+	ck_assert_int_eq(access(g_sock, F_OK), 0);
+	ck_assert_int_lt(sock_connect(), 0);
+	daemon_start();
+	tc_open(&c);
+	id = tc_generate(&c, "tiny", "back again", 3, true);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert(g->done);
+	tc_close(&c);
+	free(g);
+}
+END_TEST
+
+/* Whether list names model. */
+static bool
+list_has(struct tc *c, const char *name)
+{
+	struct proto_response resp;
+	bool found = false;
+	uint32_t k;
+	int64_t id;
+
+	id = tc_simple(c, PROTO_MSG_LIST, NULL);
+	tc_expect_reply(c, (uint64_t)id, PROTO_MSG_LIST, &resp);
+	for (k = 0; k < resp.u.list.n_models; k++)
+		if (strcmp(resp.u.list.models[k].name, name) == 0)
+			found = true;
+	proto_response_free(&resp);
+	return found;
+}
+
+START_TEST(test_external_links)
+{
+	struct proto_response resp;
+	struct tc c;
+	int64_t id;
+
+	/* allowed by the suite's configuration */
+	tc_open(&c);
+	ck_assert(list_has(&c, "outside"));
+	id = tc_simple(&c, PROTO_MSG_SHOW, "outside");
+	tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_SHOW, &resp);
+	proto_response_free(&resp);
+	tc_close(&c);
+	/* a second daemon that refuses them (this process owns it) */
+	snprintf(g_sock, sizeof(g_sock), "%s/run/links.sock", g_dir);
+	daemon_start_conf("links.conf");
+	tc_open(&c);
+	ck_assert(!list_has(&c, "outside"));
+	ck_assert(list_has(&c, "alias"));
+	id = tc_simple(&c, PROTO_MSG_SHOW, "outside");
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_DENIED, "external_links");
+	id = tc_generate(&c, "outside", "x", 2, true);
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_DENIED, NULL);
+	tc_close(&c);
+	ck_assert_int_eq(daemon_stop(), 0);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -2044,6 +2330,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_generate_ids_nostream);
 	tcase_add_test(tc, test_generate_aidreams);
 	tcase_add_test(tc, test_chat);
+	tcase_add_test(tc, test_chat_thinking);
 	tcase_add_test(tc, test_eval);
 	tcase_add_test(tc, test_embed);
 	tcase_add_test(tc, test_tokenize);
@@ -2058,6 +2345,7 @@ daemon_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shutdown);
+	tcase_add_test(tc, test_stale_socket);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");
@@ -2077,6 +2365,8 @@ daemon_suite(void)
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_bad_names);
 	tcase_add_test(tc, test_unknown_model);
+	tcase_add_test(tc, test_startup_errors);
+	tcase_add_test(tc, test_external_links);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -44,7 +44,7 @@
 #define MAP_HUGE_SHIFT	26
 #endif
 
-/* --- simulated system calls ------------------------------------------------ */
+/* --- simulated system calls ----------------------------------------------- */
 
 struct fake_range {
 	uintptr_t	 lo, hi;	/* a "hugetlb" mapping */
@@ -243,7 +243,7 @@ static const struct mem_ops fake_ops = {
 	.memlock_limit = fake_memlock_limit,
 };
 
-/* --- helpers --------------------------------------------------------------- */
+/* --- helpers -------------------------------------------------------------- */
 
 static void
 setup(void)
@@ -308,7 +308,7 @@ params(enum mem_pages pages)
 	return p;
 }
 
-/* --- core: the fallbacks ------------------------------------------------------ */
+/* --- core: the fallbacks -------------------------------------------------- */
 
 START_TEST(test_defaults)
 {
@@ -756,6 +756,39 @@ START_TEST(test_numa_policies)
 }
 END_TEST
 
+START_TEST(test_copy)
+{
+	struct mem_params p = params(MEM_PAGES_HUGETLB);
+	struct mem_region *a, *b = NULL;
+	struct eng_err err = { "" };
+	uint64_t state = 3;
+	size_t i, size = 5 * MiB + 77;
+
+	/* a replica on node 2: same bytes, its own binding and pages */
+	F.pool_2m = 100;
+	a = new_region(size, &p);
+	for (i = 0; i < size; i++)
+		((unsigned char *)a->addr)[i] = (unsigned char)tu_rand_u64(&state);
+	fake_reset();
+	p.numa = MEM_NUMA_PREFERRED;
+	p.nodes = 0x4;
+	ck_assert_int_eq(mem_region_copy(a, &p, &fake_ops, &b, &err), 0);
+	ck_assert_ptr_ne(a->addr, b->addr);
+	ck_assert_uint_eq(b->size, size);
+	ck_assert_mem_eq(a->addr, b->addr, size);
+	ck_assert_uint_eq(b->usage.huge_2m, 0);	/* the pool is empty now */
+	ck_assert_uint_eq(F.mbind_mask[0], 0x4);
+	mem_region_free(b);
+	/* failure leaves out alone */
+	b = NULL;
+	F.resv_mmap_errno = ENOMEM;
+	ck_assert_int_eq(mem_region_copy(a, &p, &fake_ops, &b, &err),
+	    -ENOMEM);
+	ck_assert_ptr_null(b);
+	mem_region_free(a);
+}
+END_TEST
+
 START_TEST(test_lock)
 {
 	struct mem_params p = params(MEM_PAGES_HUGETLB);
@@ -880,7 +913,7 @@ START_TEST(test_format)
 }
 END_TEST
 
-/* --- core: the real machine ----------------------------------------------------- */
+/* --- core: the real machine ----------------------------------------------- */
 
 /* The bracketed word of a sysfs mode file ("always [madvise] never"). */
 static void
@@ -1155,7 +1188,7 @@ START_TEST(test_real_numa)
 }
 END_TEST
 
-/* --- limits ------------------------------------------------------------------ */
+/* --- limits --------------------------------------------------------------- */
 
 START_TEST(test_bad_args)
 {
@@ -1236,7 +1269,7 @@ START_TEST(test_many_regions)
 }
 END_TEST
 
-/* --- reading ----------------------------------------------------------------- */
+/* --- reading -------------------------------------------------------------- */
 
 /* A file of n deterministic bytes; returns its contents (malloc'd). */
 static unsigned char *
@@ -1395,6 +1428,40 @@ out:
 	close(fd);
 	mem_region_free(r);
 	free(want);
+}
+END_TEST
+
+START_TEST(test_read_auto_direct)
+{
+	const char *path = tu_tmpfile("sparse");
+	uint64_t size = MEM_DIRECT_MIN + 12345;
+	struct mem_loader *l = NULL;
+	struct eng_err err = { "" };
+	unsigned char *buf = calloc(1, 64 * KiB), acc = 0;
+	size_t i;
+	int fd;
+
+	/* a big file that is not in the page cache (sparse: no disk used) */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	ck_assert_int_eq(pwrite(fd, "hearth", 6, (off_t)size - 6), 6);
+	ck_assert_int_eq(fdatasync(fd), 0);
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	ck_assert_int_eq(mem_loader_new(fd, NULL, &l, &err), 0);
+	if (!mem_loader_direct(l))
+		fprintf(stderr, "SKIP: AUTO O_DIRECT: not chosen for %s (no "
+		    "O_DIRECT there, or the file is cached)\n", path);
+	memset(buf, 0xff, 64 * KiB);
+	ck_assert_int_eq(mem_loader_read(l, size - 64 * KiB, buf, 64 * KiB,
+	    &err), 0);
+	for (i = 0; i < 64 * KiB - 6; i++)
+		acc |= buf[i];
+	ck_assert_uint_eq(acc, 0);
+	ck_assert_mem_eq(buf + 64 * KiB - 6, "hearth", 6);
+	mem_loader_free(l);
+	close(fd);
+	free(buf);
 }
 END_TEST
 
@@ -1614,6 +1681,7 @@ memory_suite(void)
 	tcase_add_test(tc, test_strict_hugetlb);
 	tcase_add_test(tc, test_strict_thp);
 	tcase_add_test(tc, test_numa_policies);
+	tcase_add_test(tc, test_copy);
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_limit);
 	tcase_add_test(tc, test_format);
@@ -1626,6 +1694,7 @@ memory_suite(void)
 	tcase_add_test(tc, test_real_numa);
 	tcase_add_test(tc, test_read_file);
 	tcase_add_test(tc, test_read_direct);
+	tcase_add_test(tc, test_read_auto_direct);
 	tcase_add_test(tc, test_read_gguf_tensor);
 	suite_add_tcase(s, tc);
 

@@ -1086,6 +1086,43 @@ START_TEST(test_unknown_fields)
 }
 END_TEST
 
+/* Optional fields a peer leaves out read as zero (found by fuzzing: a
+ * list reply without "resident" left garbage in the bool). */
+START_TEST(test_optional_defaults)
+{
+	struct proto_response	 out;
+	struct proto_err	 e;
+
+	mp_begin();
+	msgpack_pack_map(&mp, 4);
+	mp_s("type");
+	mp_s("reply");
+	mp_s("id");
+	msgpack_pack_uint64(&mp, 7);
+	mp_s("request");
+	mp_s("list");
+	mp_s("models");
+	msgpack_pack_array(&mp, 2);
+	msgpack_pack_map(&mp, 1);
+	mp_s("name");
+	mp_s("m");
+	msgpack_pack_map(&mp, 2);
+	mp_s("name");
+	mp_s("n");
+	mp_s("resident");
+	msgpack_pack_true(&mp);
+	ck_assert_int_eq(proto_unpack_response(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert_uint_eq(out.u.list.n_models, 2);
+	ck_assert(out.u.list.models[0].size == 0);
+	ck_assert(out.u.list.models[0].params == 0);
+	ck_assert(!out.u.list.models[0].resident);
+	ck_assert(out.u.list.models[1].resident);
+	proto_response_free(&out);
+	mp_end();
+}
+END_TEST
+
 START_TEST(test_version)
 {
 	struct proto_request	 r, out;
@@ -2410,6 +2447,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_reader_pieces);
 	tcase_add_test(tc, test_socket);
 	tcase_add_test(tc, test_unknown_fields);
+	tcase_add_test(tc, test_optional_defaults);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_utf8_and_names);
 	tcase_add_test(tc, test_pack_error);

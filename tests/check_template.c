@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <check.h>
 #include <jansson.h>
@@ -1001,6 +1002,73 @@ START_TEST(test_unknown_template)
 }
 END_TEST
 
+/* Fill n bytes of buf with copies of pat. */
+static void
+fill_pattern(char *buf, size_t n, const char *pat)
+{
+	size_t k = strlen(pat), i;
+
+	for (i = 0; i < n; i++)
+		buf[i] = pat[i % k];
+}
+
+/*
+ * Hostile chat templates from model files: a megabyte of unbalanced
+ * tags, deep nesting around real markers, unterminated blocks. Each is
+ * not recognised (-ENOENT), quickly, and leaves *out alone.
+ */
+START_TEST(test_hostile_templates)
+{
+	static const char *const pats[] = {
+		"{% if x %}", "{{", "{%", "{#", "}}{{", "{% for m in messages %}",
+		"{% endif %}", "<|im_start|>{{ message['role'] }}{%",
+		"{{ '", "\"'",
+	};
+	const size_t n = TMPL_MAX_SOURCE;
+	struct timespec t0, t1;
+	struct tmpl t, keep;
+	char *text;
+	size_t i, depth, off, cl = strlen(chatml_text);
+	int rc;
+
+	text = malloc(n);
+	ck_assert_ptr_nonnull(text);
+	memset(&keep, 0x3c, sizeof(keep));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < sizeof(pats) / sizeof(pats[0]); i++) {
+		fill_pattern(text, n, pats[i]);
+		t = keep;
+		ck_assert_int_eq(tmpl_detect(text, n, &t), -ENOENT);
+		ck_assert(memcmp(&t, &keep, sizeof(t)) == 0);
+	}
+	/*
+	 * A real template deep inside 50,000 ifs. Detection goes by
+	 * markers, not by parsing Jinja: left open, the ifs do not hide
+	 * the ChatML markers (and rendering is native, so nothing of the
+	 * junk runs); with a cut tag at the end it is refused.
+	 */
+	depth = 50000;
+	fill_pattern(text, depth * 10, "{% if x %}");
+	memcpy(text + depth * 10, chatml_text, cl);
+	off = depth * 10 + cl;
+	fill_pattern(text + off, n - off, "{% endif %}");
+	t = keep;
+	ck_assert_int_eq(tmpl_detect(text, n, &t), -ENOENT);
+	ck_assert(memcmp(&t, &keep, sizeof(t)) == 0);
+	rc = tmpl_detect(text, off, &t);
+	ck_assert(rc == 0 || rc == -ENOENT);
+	if (rc == 0)
+		ck_assert_int_eq(t.kind, TMPL_KIND_CHATML);
+	/* the template cut short at every length: never a family */
+	for (i = 0; i + 1 < cl; i += 7)
+		ck_assert_int_eq(tmpl_detect(chatml_text, i, &t), -ENOENT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(t1.tv_sec - t0.tv_sec < 10,
+	    "hostile templates took %ld s", (long)(t1.tv_sec - t0.tv_sec));
+	free(text);
+}
+END_TEST
+
 START_TEST(test_bad_messages)
 {
 	struct tmpl_msg m[2];
@@ -1110,6 +1178,7 @@ template_suite(void)
 	tcase_add_test(limits, test_limit_sizes);
 	tcase_add_test(errors, test_unknown_template);
 	tcase_add_test(errors, test_bad_messages);
+	tcase_add_test(errors, test_hostile_templates);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
 	suite_add_tcase(s, errors);

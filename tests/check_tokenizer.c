@@ -1121,6 +1121,31 @@ START_TEST(test_hostile_vocab)
 		    GGUF_VTYPE_INT32, types, 4);
 		expect_refused(w, -EINVAL, "badly spelt byte token");
 
+		/* byte tokens that are not one byte: negative, too long,
+		 * short, lower-case x, not hex */
+		{
+			static const char *const spelt[] = {
+				"<0x-1>", "<0x100>", "<0xA>", "<0X41>", "<0x4g>",
+				"<0x41", "0x41>"
+			};
+			size_t k;
+
+			for (k = 0; k < sizeof(spelt) / sizeof(spelt[0]); k++) {
+				bad_byte[3] = spelt[k];
+				ck_assert_int_eq(gguf_writer_new(&w), 0);
+				gguf_writer_set_str(w, "tokenizer.ggml.model",
+				    "llama");
+				gguf_writer_set_arr_str(w,
+				    "tokenizer.ggml.tokens", bad_byte, NULL, 4);
+				gguf_writer_set_arr(w, "tokenizer.ggml.scores",
+				    GGUF_VTYPE_FLOAT32, nan_scores, 4);
+				gguf_writer_set_arr(w,
+				    "tokenizer.ggml.token_type",
+				    GGUF_VTYPE_INT32, types, 4);
+				expect_refused(w, -EINVAL, spelt[k]);
+			}
+		}
+
 		types[3] = -1;
 		ck_assert_int_eq(gguf_writer_new(&w), 0);
 		gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
