@@ -787,7 +787,7 @@ hearth_list(struct hearth *h, struct hearth_model **models, size_t *n)
 		    blk_len(lr->models[i].arch) +
 		    blk_len(lr->models[i].quant) +
 		    blk_len(lr->models[i].license);
-	if ((b.p = malloc(size)) == NULL) {
+	if ((b.p = malloc(size > 0 ? size : 1)) == NULL) {
 		proto_response_free(&resp);
 		return h_err(h, -ENOMEM, "out of memory");
 	}
@@ -834,7 +834,7 @@ hearth_show(struct hearth *h, const char *model, struct hearth_meta **meta,
 	for (i = 0; i < sr->n_meta; i++)
 		size += blk_len(sr->meta[i].key) + sr->meta[i].s_len + 1 +
 		    blk_len(sr->meta[i].elem);
-	if ((b.p = malloc(size)) == NULL) {
+	if ((b.p = malloc(size > 0 ? size : 1)) == NULL) {
 		proto_response_free(&resp);
 		return h_err(h, -ENOMEM, "out of memory");
 	}
@@ -926,7 +926,7 @@ hearth_ps(struct hearth *h, struct hearth_ps_entry **models, size_t *n)
 	for (i = 0; i < pr->n_models; i++)
 		size += blk_len(pr->models[i].name) +
 		    blk_len(pr->models[i].hugepages);
-	if ((b.p = malloc(size)) == NULL) {
+	if ((b.p = malloc(size > 0 ? size : 1)) == NULL) {
 		proto_response_free(&resp);
 		return h_err(h, -ENOMEM, "out of memory");
 	}
