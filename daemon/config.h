@@ -1,12 +1,21 @@
 /*
  * config.h - hearthd's settings: defaults, the configuration file
- * (an INI file read with libinih) and their limits.
+ * (hearth.conf, an INI file read with libinih) and their limits.
  *
- * The file holds "key = value" lines, optionally under a [hearthd]
- * section; '#' and ';' start comments. Every key is listed with its
- * range in config.c; an unknown key or a value out of range is an error
- * naming the line. Sizes take K, M or G suffixes (binary), durations
- * ms, s, m or h (seconds when bare).
+ * Sections (hearth.conf(5) documents every key):
+ *	[daemon]	sockets, threads, models directory, memory budget,
+ *			defaults for every model and connection
+ *	[model NAME]	settings of one model (template, context, KV type,
+ *			keep-alive, pin, NUMA policy, preload)
+ *	[access NAME]	who (user =, group =) may use which models, whether
+ *			they may load and unload, and their limits
+ * '#' and ';' start comments. A key outside a section, an unknown
+ * section or key, a value out of range, and a line longer than
+ * CONFIG_LINE_MAX are errors naming file and line. Sizes take K, M or G
+ * suffixes (binary), durations ms, s, m or h (seconds when bare).
+ *
+ * A struct config is complete on its own: a reload parses into a new
+ * one and swaps it in whole.
  */
 #ifndef HEARTH_CONFIG_H
 #define HEARTH_CONFIG_H
@@ -14,16 +23,88 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-#define CONFIG_ERR_MAX	256
+#include "memory.h"
+#include "numa_topo.h"
+
+#define CONFIG_ERR_MAX		512	/* bytes of an error message */
+#define CONFIG_LINE_MAX		199	/* bytes of a line (libinih's) */
+#define CONFIG_NAME_MAX		64	/* bytes of an [access] name */
+#define CONFIG_MAX_SECTIONS	1024	/* [model] plus [access] sections */
+#define CONFIG_MAX_LIST		1024	/* users, groups or models of a rule */
+#define CONFIG_UNLIMITED	UINT32_MAX	/* a limit that is not set */
+#define CONFIG_DEFAULT_ACCESS	"default"	/* [access default]: for
+					 * connections no other section
+					 * matches, wherever it stands */
+
+/* Element type of a model's KV cache; only f16 exists for now. */
+enum config_kv_type {
+	CONFIG_KV_F16 = 0,
+};
+
+/* One [model NAME] section. */
+struct config_model {
+	char		*name;		/* the model's name */
+	int		 line;		/* of the section header */
+	char		*template_name;	/* chat template family used instead of
+					 * the file's; NULL: the file's */
+	uint32_t	 n_ctx;		/* positions per slot; 0: [daemon]'s */
+	enum config_kv_type kv_type;	/* KV cache elements (f16) */
+	bool		 has_keep_alive; /* keep_alive below is set */
+	int64_t		 keep_alive;	/* seconds once idle; -1 forever */
+	bool		 pin;		/* stays resident: no keep-alive expiry,
+					 * never evicted (an admin may unload) */
+	bool		 has_numa;	/* numa below is set */
+	enum numa_policy numa;		/* NUMA placement (stored for the
+					 * memory work; not applied yet) */
+	bool		 preload;	/* loaded at start and on reload; READY
+					 * waits for it */
+};
+
+/* One [access NAME] section: a rule. */
+struct config_access {
+	char		*name;		/* "guests" of [access guests] */
+	int		 line;		/* of the section header */
+	uid_t		*users;		/* [n_users] user = selectors */
+	size_t		 n_users;
+	gid_t		*groups;	/* [n_groups] group = selectors */
+	size_t		 n_groups;
+	char		**models;	/* [n_models] models = allow-list */
+	size_t		 n_models;
+	bool		 all_models;	/* models = * (the default) */
+	bool		 models_set;	/* a models key was seen */
+	bool		 admin;		/* load, unload, keep_alive -1 */
+	uint32_t	 max_connections; /* per uid; CONFIG_UNLIMITED */
+	uint32_t	 max_requests;	/* model requests running at once per
+					 * uid, over all its connections */
+	uint32_t	 max_queued;	/* more requests waiting behind those;
+					 * beyond: busy */
+	uint32_t	 max_prompt_tokens; /* tokens of one prompt */
+	uint32_t	 max_tokens;	/* max_tokens of one request (clamped) */
+	uint32_t	 tokens_per_minute; /* prompt and generated tokens per
+					 * uid, as a token bucket */
+};
 
 struct config {
+	/* [daemon]: where and how to listen (fixed until restart) */
 	char		*socket_path;	/* listening socket; NULL: default */
+	char		*admin_socket_path; /* admin socket; NULL: none */
+	uint32_t	 socket_mode;	/* of the socket file; 0: 0666 for
+					 * root, 0600 for a user */
+	uint32_t	 admin_socket_mode; /* of the admin socket (0600) */
 	char		*models_dir;	/* models directory; NULL: default */
+	uint32_t	 max_frame;	/* frame body bytes (16 MiB) */
+	/* [daemon]: memory (parsed and stored for issue 5's budget) */
+	char		*memory_budget;	/* "80%" or "16G"; NULL: default */
+	bool		 has_pages;	/* pages below is set */
+	enum mem_pages	 pages;		/* best kind of page for weights */
+	bool		 has_numa;	/* numa below is set */
+	enum numa_policy numa;		/* default NUMA policy */
+	/* [daemon]: the rest applies to what starts after a reload */
 	int64_t		 keep_alive;	/* seconds a model stays resident once
 					 * idle: -1 forever, 0 unload at once
 					 * (300) */
-	uint32_t	 max_frame;	/* frame body bytes (16 MiB) */
 	uint32_t	 n_parallel;	/* KV slots per model (4) */
 	uint32_t	 n_ctx;		/* positions per slot; 0: the model's
 					 * training context, at most 4096 */
@@ -46,25 +127,49 @@ struct config {
 	uint32_t	 pause_timeout_ms; /* a paused client that does not
 					 * drain within this is cancelled and
 					 * closed (30 s) */
+	uint32_t	 drain_timeout_ms; /* SIGTERM: how long running requests
+					 * may go on before they are ended with
+					 * an error (30 s) */
 	uint32_t	 sndbuf;	/* SO_SNDBUF of client sockets; 0: the
 					 * system's default */
 	bool		 external_links; /* follow symlinks in the models
 					 * directory that point outside it
 					 * (true for a user, false for root) */
 	bool		 debug;		/* log debug lines */
+	/* sections */
+	struct config_model *models;	/* [n_models] in file order */
+	size_t		 n_models;
+	struct config_access *access;	/* [n_access] in file order */
+	size_t		 n_access;
+};
+
+/* What the command line sets over the file (kept across reloads). */
+struct config_overrides {
+	const char	*socket_path;	/* -s */
+	const char	*admin_socket_path; /* -a */
+	const char	*models_dir;	/* -m */
+	uint32_t	 threads;	/* -t; 0: not given */
+	bool		 debug;		/* -d */
 };
 
 /* Defaults; is_root picks the root defaults where they differ. */
 void config_default(struct config *c, bool is_root);
 /*
- * Read path over c. 0, or a negative errno with a message in errbuf
- * ("hearthd.conf:3: keep_alive: 'x' is not a duration"). c may be
- * partly updated on failure.
+ * Read path over c (defaults first: config_default). 0, or a negative
+ * errno with a message in errbuf ("hearth.conf:3: keep_alive: 'x' is not
+ * a duration"): -ENOENT when the file does not exist. c is left partly
+ * updated on failure: config_free it.
  */
 int  config_load(struct config *c, const char *path, char *errbuf,
 	    size_t errsize);
-/* Free the strings; NULL ok. */
+/* Set the command line's values over c; 0 or -ENOMEM. */
+int  config_apply(struct config *c, const struct config_overrides *o);
+/* Free the strings and sections; NULL ok. c is left empty. */
 void config_free(struct config *c);
+
+/* The [model NAME] section of name, or NULL. */
+const struct config_model *config_model_find(const struct config *c,
+	    const char *name);
 
 /* Parsers shared with the command line; 0 or -EINVAL/-ERANGE. */
 int  config_parse_u32(const char *s, uint32_t min, uint32_t max,

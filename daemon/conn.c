@@ -12,8 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "conn.h"
 #include "dispatch.h"
+#include "listen.h"
 #include "log.h"
 #include "registry.h"
 #include "server.h"
@@ -27,8 +29,8 @@ static void conn_timer_cb(evutil_socket_t, short, void *);
 static void conn_input(struct conn *c);
 
 int
-conn_new(struct srv *s, int fd, uid_t uid, gid_t gid, pid_t pid,
-    struct conn **out)
+conn_new(struct srv *s, int fd, const struct listen_peer *peer,
+    struct acc_user *u, bool admin_socket, struct conn **out)
 {
 	struct conn *c;
 	int sz;
@@ -39,9 +41,10 @@ conn_new(struct srv *s, int fd, uid_t uid, gid_t gid, pid_t pid,
 	}
 	c->srv = s;
 	c->fd = fd;
-	c->uid = uid;
-	c->gid = gid;
-	c->pid = pid;
+	c->uid = peer->uid;
+	c->gid = peer->gid;
+	c->pid = peer->pid;
+	c->admin_socket = admin_socket;
 	c->id = s->next_conn_id++;
 	TAILQ_INIT(&c->reqs);
 	proto_buf_init(&c->out);
@@ -62,8 +65,12 @@ conn_new(struct srv *s, int fd, uid_t uid, gid_t gid, pid_t pid,
 	    event_add(c->ev_read, NULL) != 0)
 		goto fail;
 	srv_conn_add(s, c);
-	log_debug("conn %llu: open, uid %u gid %u pid %d",
-	    (unsigned long long)c->id, (unsigned)uid, (unsigned)gid, (int)pid);
+	c->user = u;
+	u->n_conns++;
+	srv_changed(s);
+	log_debug("conn %llu: open%s, uid %u gid %u pid %d",
+	    (unsigned long long)c->id, admin_socket ? " (admin socket)" : "",
+	    (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
 	*out = c;
 	return 0;
 fail:
@@ -101,6 +108,8 @@ conn_free(struct conn *c)
 	    c->client, c->client[0] ? "" : "no hello", c->n_reqs);
 	conn_drop_requests(c);
 	srv_conn_remove(c->srv, c);
+	c->user->n_conns--;
+	srv_changed(c->srv);
 	event_free(c->ev_read);
 	event_free(c->ev_write);
 	event_free(c->ev_timer);
@@ -237,6 +246,39 @@ conn_fatal(struct conn *c, const struct proto_err *e)
 	event_del(c->ev_read);
 	if (c->paused)
 		c->paused = false;	/* the timer now bounds the close */
+	evtimer_del(c->ev_timer);
+	evtimer_add(c->ev_timer, &tv);
+	event_add(c->ev_write, NULL);
+}
+
+void
+conn_abort_requests(struct conn *c, enum proto_code code, const char *msg)
+{
+	struct dreq *d;
+
+	if (c->srv->reg != NULL)
+		reg_drop_conn(c->srv->reg, c->id);
+	while ((d = TAILQ_FIRST(&c->reqs)) != NULL) {
+		conn_error(c, d->id, code, "%s", msg);
+		conn_req_end(d);
+	}
+}
+
+void
+conn_close_soon(struct conn *c)
+{
+	struct timeval tv = { CONN_CLOSE_TIMEOUT_MS / 1000,
+	    (CONN_CLOSE_TIMEOUT_MS % 1000) * 1000 };
+
+	if (conn_pending(c) == 0) {
+		conn_free(c);
+		return;
+	}
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->paused = false;
+	event_del(c->ev_read);
 	evtimer_del(c->ev_timer);
 	evtimer_add(c->ev_timer, &tv);
 	event_add(c->ev_write, NULL);
@@ -406,6 +448,14 @@ conn_req_end(struct dreq *d)
 	TAILQ_REMOVE(&c->reqs, d, entry);
 	c->n_reqs--;
 	c->srv->requests++;
+	if (d->state == DREQ_HELD) {
+		TAILQ_REMOVE(&c->user->held, d, model_entry);
+		c->user->n_held--;
+		d->state = DREQ_NONE;
+	}
+	if (d->counted)
+		c->user->n_active--;
+	srv_changed(c->srv);
 	if (d->model != NULL)
 		reg_detach(d);
 	proto_request_free(&d->req);

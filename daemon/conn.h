@@ -22,7 +22,9 @@
 
 #include "proto.h"
 
+struct acc_user;
 struct event;
+struct listen_peer;
 struct srv;
 struct reg_model;
 
@@ -32,6 +34,8 @@ enum dreq_state {
 	DREQ_WAITING,		/* in model->waiters: loading or unloading */
 	DREQ_UNLOADING,		/* an unload in model->unloaders */
 	DREQ_RUNNING,		/* submitted to the model's scheduler */
+	DREQ_HELD,		/* in its user's held list: over the user's
+				 * max_requests, waiting for one to end */
 };
 
 /* A request that outlives its frame: it waits for a model or runs. */
@@ -41,11 +45,13 @@ struct dreq {
 	enum proto_msg		 type;
 	enum dreq_state		 state;
 	struct reg_model	*model;		/* NULL when DREQ_NONE */
-	struct proto_request	 req;		/* WAITING: the decoded request
-						 * (owned); else empty */
+	struct proto_request	 req;		/* WAITING, HELD: the decoded
+						 * request (owned); else empty */
+	bool			 counted;	/* in its user's n_active */
 	double			 start;		/* monotonic seconds */
 	TAILQ_ENTRY(dreq)	 entry;		/* in conn->reqs */
-	TAILQ_ENTRY(dreq)	 model_entry;	/* in a model's list */
+	TAILQ_ENTRY(dreq)	 model_entry;	/* in a model's list, or HELD:
+						 * in the user's held list */
 };
 
 struct conn {
@@ -55,6 +61,9 @@ struct conn {
 	uid_t			 uid;		/* SO_PEERCRED */
 	gid_t			 gid;
 	pid_t			 pid;
+	struct acc_user		*user;		/* of uid (counts this one in
+						 * n_conns) */
+	bool			 admin_socket;	/* came in on the admin socket */
 	struct event		*ev_read;
 	struct event		*ev_write;
 	struct event		*ev_timer;	/* pause or close timeout */
@@ -72,9 +81,12 @@ struct conn {
 	struct conn		*hash_next;	/* srv->conn_hash chain */
 };
 
-/* Take over an accepted fd. 0 or a negative errno (fd then closed). */
-int	conn_new(struct srv *s, int fd, uid_t uid, gid_t gid, pid_t pid,
-	    struct conn **out);
+/*
+ * Take over an accepted fd of peer, user u (its entry for peer->uid),
+ * from the admin socket or not. 0 or a negative errno (fd then closed).
+ */
+int	conn_new(struct srv *s, int fd, const struct listen_peer *peer,
+	    struct acc_user *u, bool admin_socket, struct conn **out);
 /* Drop everything of c at once: its requests, scheduler state, fd. */
 void	conn_free(struct conn *c);
 
@@ -89,6 +101,15 @@ void	conn_error(struct conn *c, uint64_t id, enum proto_code code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A framing error: id-0 error, cancel everything, close once written. */
 void	conn_fatal(struct conn *c, const struct proto_err *e);
+/*
+ * Shutdown: end every request of c with an error (code, msg), the
+ * schedulers told to forget them first.
+ */
+void	conn_abort_requests(struct conn *c, enum proto_code code,
+	    const char *msg);
+/* Shutdown: read no more, close once the output is written (or after
+ * a short timeout); at once when nothing is pending. */
+void	conn_close_soon(struct conn *c);
 
 /* Requests in flight. */
 struct dreq *conn_req_find(struct conn *c, uint64_t id);

@@ -4,9 +4,12 @@
  * Requests are decoded and fully checked by proto_unpack_request; what
  * is left here is the meaning: hello first, ids unique among the
  * connection's requests in flight, at most max_requests of them, model
- * names that exist, chat templates that render. Model work waits in the
- * registry until its model is resident and then goes to the model's
- * scheduler, which sends the rest of the answer itself.
+ * names that exist, chat templates that render, and the [access] rule
+ * of the connection (models allowed, admin, the user's limits). Model
+ * work over the user's max_requests waits in the user's held list (up
+ * to max_queued); then it waits in the registry until its model is
+ * resident and goes to the model's scheduler, which sends the rest of
+ * the answer itself.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "access.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "log.h"
@@ -73,6 +77,14 @@ dispatch_fail(struct dreq *d, enum proto_code code, const char *fmt, ...)
 	conn_req_end(d);
 }
 
+/* The [access] rule of c now (NULL: none applies). */
+static const struct config_access *
+dispatch_rule(struct conn *c)
+{
+	return acc_match(c->srv->cfg, c->user, c->gid, c->admin_socket,
+	    c->srv->have_admin);
+}
+
 /* ---- chat templates ---- */
 
 /* The text of a special token of g (bos/eos) as a C string, or NULL. */
@@ -111,6 +123,7 @@ dispatch_render(struct srv *s, const char *model, const struct gguf *g,
     const struct proto_chat *ch, struct dispatch_chat *out,
     struct proto_err *e)
 {
+	const struct config_model *cm;
 	struct tmpl_msg *msgs;
 	struct eng_err ee = { "" };
 	const char *text;
@@ -121,10 +134,16 @@ dispatch_render(struct srv *s, const char *model, const struct gguf *g,
 	int r;
 
 	memset(out, 0, sizeof(*out));
+	cm = config_model_find(s->cfg, model);
 	if (ch->template != NULL) {
 		if (tmpl_from_name(ch->template, &out->t) < 0)
 			return proto_err_set(e, PROTO_E_BAD_REQUEST, -EINVAL,
 			    "unknown template '%s'", ch->template);
+	} else if (cm != NULL && cm->template_name != NULL) {
+		if (tmpl_from_name(cm->template_name, &out->t) < 0)
+			return proto_err_set(e, PROTO_E_INTERNAL, -EINVAL,
+			    "[model %s] template '%s' is unknown", model,
+			    cm->template_name);
 	} else if (meta_chat_template(g, &text, &len) == 0 &&
 	    tmpl_detect(text, len, &out->t) == 0) {
 		/* the model's own */
@@ -265,6 +284,7 @@ dispatch_sampling(const struct proto_sampling *q, struct smp_params *p)
 static void
 dispatch_submit(struct dreq *d)
 {
+	const struct config_access *rule;
 	struct reg_model *rm = d->model;
 	struct conn *c = d->conn;
 	const struct proto_gen_opts *o = NULL;
@@ -307,6 +327,13 @@ dispatch_submit(struct dreq *d)
 	if (o != NULL) {
 		dispatch_sampling(&o->sampling, &sr->sampling);
 		sr->max_tokens = o->max_tokens;
+	}
+	/* a text prompt is measured once the scheduler tokenized it */
+	if ((rule = dispatch_rule(c)) != NULL &&
+	    rule->max_prompt_tokens != CONFIG_UNLIMITED) {
+		sr->max_prompt_tokens = rule->max_prompt_tokens;
+		snprintf(sr->limit_rule, sizeof(sr->limit_rule),
+		    "denied by %s", acc_rule_label(rule));
 	}
 	/* a prompt of ids is measured without any work */
 	if (in != NULL && in->ids != NULL && in->n_ids > rm->sp.n_ctx) {
@@ -380,19 +407,127 @@ dispatch_resume(struct dreq *d)
 	dispatch_submit(d);
 }
 
+/* ---- access ---- */
+
+/* Send a refusal and log it with the peer's uid. */
+static void __attribute__((format(printf, 4, 5)))
+dispatch_refuse(struct conn *c, uint64_t id, enum proto_code code,
+    const char *fmt, ...)
+{
+	char msg[PROTO_MAX_MESSAGE + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_notice("access: uid %u pid %d: %s", (unsigned)c->uid, (int)c->pid,
+	    msg);
+	conn_error(c, id, code, "%s", msg);
+}
+
+/* The generation options of a request, or NULL. */
+static struct proto_gen_opts *
+dispatch_gen_opts(struct proto_request *req)
+{
+	if (req->type == PROTO_MSG_GENERATE)
+		return &req->u.generate.opts;
+	if (req->type == PROTO_MSG_CHAT)
+		return &req->u.chat.opts;
+	return NULL;
+}
+
+/* The prompt or input of a request, or NULL. */
+static const struct proto_input *
+dispatch_input(const struct proto_request *req)
+{
+	switch (req->type) {
+	case PROTO_MSG_GENERATE:	return &req->u.generate.input;
+	case PROTO_MSG_EVAL:		return &req->u.eval.input;
+	case PROTO_MSG_EMBED:		return &req->u.embed.input;
+	default:			return NULL;
+	}
+}
+
+/*
+ * What rule says about a load, unload or model request: 0, or -1 with
+ * the refusal sent. max_tokens and keep_alive are clamped to the rule.
+ */
+static int
+dispatch_check_access(struct conn *c, struct proto_request *req,
+    const struct config_access *rule)
+{
+	const struct config *cfg = c->srv->cfg;
+	const char *name = dispatch_model_name(req), *type;
+	const struct proto_input *in = dispatch_input(req);
+	struct proto_gen_opts *o = dispatch_gen_opts(req);
+	char who[CONFIG_NAME_MAX + 32];
+	double wait = 0;
+
+	type = dispatch_type_name(req->type);
+	if (rule == NULL) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied: no "
+		    "[access] section matches uid %u", (unsigned)c->uid);
+		return -1;
+	}
+	snprintf(who, sizeof(who), "%s", acc_rule_label(rule));
+	if ((req->type == PROTO_MSG_LOAD || req->type == PROTO_MSG_UNLOAD) &&
+	    !rule->admin) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied by %s: %s "
+		    "needs admin = yes or the admin socket", who, type);
+		return -1;
+	}
+	if (name != NULL && !acc_model_allowed(rule, name)) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied by %s: "
+		    "model '%s' not allowed", who, name);
+		return -1;
+	}
+	if (req->type == PROTO_MSG_LOAD || req->type == PROTO_MSG_UNLOAD)
+		return 0;
+	if (!acc_bucket_ok(c->user, rule->tokens_per_minute, srv_now(),
+	    &wait)) {
+		dispatch_refuse(c, req->id, PROTO_E_BUSY, "busy by %s: "
+		    "tokens_per_minute %u used up; try again in %.0f s", who,
+		    rule->tokens_per_minute, wait < 1 ? 1 : wait);
+		return -1;
+	}
+	if (in != NULL && in->ids != NULL &&
+	    rule->max_prompt_tokens != CONFIG_UNLIMITED &&
+	    in->n_ids > rule->max_prompt_tokens) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied by %s: the "
+		    "prompt has %u tokens, over max_prompt_tokens %u", who,
+		    in->n_ids, rule->max_prompt_tokens);
+		return -1;
+	}
+	if (o != NULL && rule->max_tokens != CONFIG_UNLIMITED &&
+	    (o->max_tokens < 0 || (uint32_t)o->max_tokens > rule->max_tokens))
+		o->max_tokens = rule->max_tokens > INT32_MAX ? INT32_MAX :
+		    (int32_t)rule->max_tokens;
+	/* keeping a model resident longer than configured is for admins */
+	if (o != NULL && o->has_keep_alive && !rule->admin &&
+	    cfg->keep_alive >= 0 &&
+	    (o->keep_alive < 0 || o->keep_alive > cfg->keep_alive))
+		o->keep_alive = cfg->keep_alive;
+	return 0;
+}
+
 /* Requests that go to a model: load and the scheduler's. */
 static void
-dispatch_model_work(struct conn *c, struct proto_request *req)
+dispatch_start(struct dreq *d)
 {
+	struct conn *c = d->conn;
 	struct srv *s = c->srv;
-	const char *name = dispatch_model_name(req);
+	const char *name = dispatch_model_name(&d->req);
+	struct proto_request *req = &d->req;
 	struct reg_model *rm;
 	struct proto_err e;
-	struct dreq *d;
 	bool has_ka = false;
 	int64_t ka = 0;
 
 	memset(&e, 0, sizeof(e));
+	if (d->type != PROTO_MSG_LOAD && !d->counted) {
+		d->counted = true;
+		c->user->n_active++;
+	}
 	if (req->type == PROTO_MSG_LOAD) {
 		has_ka = req->u.load.has_keep_alive;
 		ka = req->u.load.keep_alive;
@@ -407,25 +542,133 @@ dispatch_model_work(struct conn *c, struct proto_request *req)
 		log_debug("conn %llu: %s %llu: %s", (unsigned long long)c->id,
 		    dispatch_type_name(req->type),
 		    (unsigned long long)req->id, e.msg);
-		dispatch_error_e(c, req->id, &e);
-		proto_request_free(req);
-		s->requests++;
+		dispatch_fail(d, e.code != PROTO_E_NONE ? e.code :
+		    PROTO_E_INTERNAL, "%s", e.msg[0] ? e.msg :
+		    "internal error");
 		return;
 	}
-	if ((d = conn_req_new(c, req->id, req->type)) == NULL) {
-		conn_error(c, req->id, PROTO_E_INTERNAL, "out of memory");
-		proto_request_free(req);
-		s->requests++;
-		return;
-	}
-	d->req = *req;
-	memset(req, 0, sizeof(*req));
 	if (rm->state == REG_RESIDENT) {
 		d->model = rm;
 		d->state = DREQ_NONE;
 		dispatch_resume(d);
 	} else
 		reg_wait(rm, d);
+}
+
+static void
+dispatch_model_work(struct conn *c, struct proto_request *req)
+{
+	struct srv *s = c->srv;
+	const struct config_access *rule = dispatch_rule(c);
+	struct acc_user *u = c->user;
+	struct dreq *d;
+
+	if (s->draining) {
+		conn_error(c, req->id, PROTO_E_BUSY, "hearthd is shutting "
+		    "down; try again later");
+		goto refused;
+	}
+	if (dispatch_check_access(c, req, rule) < 0)
+		goto refused;
+	if ((d = conn_req_new(c, req->id, req->type)) == NULL) {
+		conn_error(c, req->id, PROTO_E_INTERNAL, "out of memory");
+		goto refused;
+	}
+	d->req = *req;
+	memset(req, 0, sizeof(*req));
+	if (d->type != PROTO_MSG_LOAD &&
+	    rule->max_requests != CONFIG_UNLIMITED &&
+	    u->n_active >= rule->max_requests) {
+		if (rule->max_queued != CONFIG_UNLIMITED &&
+		    u->n_held >= rule->max_queued) {
+			dispatch_refuse(c, d->id, PROTO_E_BUSY, "busy by %s: "
+			    "uid %u has %u requests running and %u waiting "
+			    "(max_requests %u, max_queued %u)",
+			    acc_rule_label(rule), (unsigned)c->uid,
+			    u->n_active, u->n_held, rule->max_requests,
+			    rule->max_queued);
+			conn_req_end(d);
+			return;
+		}
+		d->state = DREQ_HELD;
+		TAILQ_INSERT_TAIL(&u->held, d, model_entry);
+		u->n_held++;
+		log_debug("conn %llu: %s %llu waits: uid %u has %u requests "
+		    "running", (unsigned long long)c->id,
+		    dispatch_type_name(d->type), (unsigned long long)d->id,
+		    (unsigned)c->uid, u->n_active);
+		srv_changed(s);
+		return;
+	}
+	dispatch_start(d);
+	return;
+refused:
+	proto_request_free(req);
+	s->requests++;
+}
+
+void
+dispatch_release(struct dreq *d)
+{
+	struct conn *c = d->conn;
+
+	TAILQ_REMOVE(&c->user->held, d, model_entry);
+	c->user->n_held--;
+	d->state = DREQ_NONE;
+	/* the rules may have been reloaded meanwhile */
+	if (dispatch_check_access(c, &d->req, dispatch_rule(c)) < 0) {
+		conn_req_end(d);
+		return;
+	}
+	dispatch_start(d);
+}
+
+void
+dispatch_account(struct dreq *d, const uint8_t *frame, size_t len)
+{
+	const struct config_access *rule = dispatch_rule(d->conn);
+	struct proto_response r;
+	struct proto_err e;
+	uint64_t n = 0;
+
+	if (rule == NULL || len <= PROTO_HDR_SIZE)
+		return;
+	switch (d->type) {
+	case PROTO_MSG_GENERATE:
+	case PROTO_MSG_CHAT:
+		/* the scheduler refuses prompts over max_prompt_tokens */
+		if (rule->tokens_per_minute == CONFIG_UNLIMITED &&
+		    rule->max_prompt_tokens == CONFIG_UNLIMITED)
+			return;
+		break;
+	case PROTO_MSG_EVAL:
+	case PROTO_MSG_EMBED:
+		if (rule->tokens_per_minute == CONFIG_UNLIMITED)
+			return;
+		break;
+	default:
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	if (proto_unpack_response(frame + PROTO_HDR_SIZE,
+	    len - PROTO_HDR_SIZE, &d->conn->srv->limits, &r, &e) < 0)
+		return;
+	if (r.type == PROTO_MSG_ERROR && r.u.error.code == PROTO_E_DENIED)
+		log_notice("access: uid %u pid %d: %s",
+		    (unsigned)d->conn->uid, (int)d->conn->pid,
+		    r.u.error.message);
+	if (r.type == PROTO_MSG_DONE)
+		n = (uint64_t)r.u.done.prompt_tokens -
+		    (r.u.done.cached_tokens <= r.u.done.prompt_tokens ?
+		    r.u.done.cached_tokens : r.u.done.prompt_tokens) +
+		    r.u.done.generated_tokens;
+	else if (r.type == PROTO_MSG_REPLY && r.request == PROTO_MSG_EVAL)
+		n = r.u.eval.n_tokens;
+	else if (r.type == PROTO_MSG_REPLY && r.request == PROTO_MSG_EMBED)
+		n = r.u.embed.tokens;
+	proto_response_free(&r);
+	acc_bucket_charge(d->conn->user, rule->tokens_per_minute, srv_now(),
+	    n);
 }
 
 /* ---- answers from the loop ---- */
@@ -462,6 +705,35 @@ dispatch_hello(struct conn *c, const struct proto_request *req)
 	    (int)c->pid);
 }
 
+/* A list shows the models the rule allows (none without a rule). */
+static bool
+dispatch_list_filter(const char *name, void *arg)
+{
+	const struct config_access *rule = arg;
+
+	return rule != NULL && acc_model_allowed(rule, name);
+}
+
+/* Show and render name the model: the rule must allow it. */
+static int
+dispatch_check_model(struct conn *c, const struct proto_request *req,
+    const char *name)
+{
+	const struct config_access *rule = dispatch_rule(c);
+
+	if (rule == NULL) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied: no "
+		    "[access] section matches uid %u", (unsigned)c->uid);
+		return -1;
+	}
+	if (!acc_model_allowed(rule, name)) {
+		dispatch_refuse(c, req->id, PROTO_E_DENIED, "denied by %s: "
+		    "model '%s' not allowed", acc_rule_label(rule), name);
+		return -1;
+	}
+	return 0;
+}
+
 /* list, show, ps: built by the registry. */
 static void
 dispatch_reg_reply(struct conn *c, const struct proto_request *req)
@@ -470,11 +742,15 @@ dispatch_reg_reply(struct conn *c, const struct proto_request *req)
 	struct proto_err e;
 	int r;
 
+	if (req->type == PROTO_MSG_SHOW &&
+	    dispatch_check_model(c, req, req->u.show.model) < 0)
+		return;
 	memset(&e, 0, sizeof(e));
 	proto_response_init(&resp, PROTO_MSG_REPLY, req->id);
 	resp.request = req->type;
 	if (req->type == PROTO_MSG_LIST)
-		r = reg_list(c->srv->reg, &resp, &e);
+		r = reg_list(c->srv->reg, dispatch_list_filter,
+		    (void *)(uintptr_t)dispatch_rule(c), &resp, &e);
 	else if (req->type == PROTO_MSG_SHOW)
 		r = reg_show(c->srv->reg, req->u.show.model, &resp, &e);
 	else
@@ -495,6 +771,8 @@ dispatch_render_reply(struct conn *c, const struct proto_request *req)
 	struct gguf *g = NULL;
 	bool owned = false;
 
+	if (dispatch_check_model(c, req, req->u.chat.model) < 0)
+		return;
 	memset(&e, 0, sizeof(e));
 	if (reg_gguf(c->srv->reg, req->u.chat.model, &g, &owned, &e) < 0) {
 		dispatch_error_e(c, req->id, &e);
@@ -527,6 +805,10 @@ dispatch_unload(struct conn *c, struct proto_request *req)
 	int r;
 
 	memset(&e, 0, sizeof(e));
+	if (dispatch_check_access(c, req, dispatch_rule(c)) < 0) {
+		c->srv->requests++;
+		return;
+	}
 	if ((d = conn_req_new(c, req->id, req->type)) == NULL) {
 		conn_error(c, req->id, PROTO_E_INTERNAL, "out of memory");
 		return;
@@ -569,7 +851,8 @@ dispatch_cancel(struct conn *c, const struct proto_request *req)
 	d = conn_req_find(c, req->u.cancel.target);
 	if (d != NULL && d->state == DREQ_RUNNING)
 		found = sched_cancel(d->model->s, c->id, d->id);
-	else if (d != NULL && d->state == DREQ_WAITING) {
+	else if (d != NULL && (d->state == DREQ_WAITING ||
+	    d->state == DREQ_HELD)) {
 		dispatch_cancel_waiting(d);
 		found = true;
 	}

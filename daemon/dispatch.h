@@ -21,6 +21,14 @@ void	dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
  * submit it to the scheduler. d is unlinked from the model's waiters.
  */
 void	dispatch_resume(struct dreq *d);
+/*
+ * d was held (its user over max_requests) and may start now: checked
+ * again against the rules of the moment, then started.
+ */
+void	dispatch_release(struct dreq *d);
+/* The final frame of d (len bytes, header included): charge the tokens
+ * it reports to the user's tokens_per_minute bucket; log a refusal. */
+void	dispatch_account(struct dreq *d, const uint8_t *frame, size_t len);
 /* End d with an error (a failed load, shutdown...). */
 void	dispatch_fail(struct dreq *d, enum proto_code code, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));

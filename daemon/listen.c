@@ -96,7 +96,8 @@ listen_check_stale(const char *path, const struct sockaddr_un *sun,
 }
 
 int
-listen_open(const char *path, bool is_root, char *err, size_t errsize)
+listen_open(const char *path, bool is_root, mode_t mode, char *err,
+    size_t errsize)
 {
 	struct sockaddr_un sun;
 	mode_t old;
@@ -116,7 +117,7 @@ listen_open(const char *path, bool is_root, char *err, size_t errsize)
 		snprintf(err, errsize, "socket: %s", strerror(errno));
 		return r;
 	}
-	old = umask(is_root ? 0111 : 0177);
+	old = umask(~mode & 0777);
 	r = bind(fd, (const struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
 	if (r != 0 || listen(fd, LISTEN_BACKLOG) != 0) {

@@ -22,13 +22,14 @@ struct listen_peer {
  * Bind and listen on path (non-blocking, close-on-exec). The parent
  * directory is created when missing (0755 for root, 0700 for a user);
  * a stale socket is removed only when nothing answers on it. The socket
- * is 0666 for root (every local user may connect) and 0600 for a user.
+ * file gets mode (bound under the umask that gives exactly that).
  * Returns the fd or a negative errno with a message in err:
  * -EADDRINUSE when another daemon listens, -EEXIST when path is not a
  * socket, -ENAMETOOLONG.
  */
-int  listen_open(const char *path, bool is_root, char *err, size_t errsize);
-/* Close fd and remove path. */
+int  listen_open(const char *path, bool is_root, mode_t mode, char *err,
+	    size_t errsize);
+/* Close fd and remove path (NULL: a socket systemd owns). */
 void listen_close(int fd, const char *path);
 /*
  * Accept one connection (non-blocking, close-on-exec) with its peer's

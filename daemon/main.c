@@ -1,14 +1,17 @@
 /*
  * main.c - hearthd: serve local LLM inference over a Unix socket.
  *
- *	hearthd [-d] [-c CONFIG] [-m MODELS_DIR] [-s SOCKET] [-t THREADS]
+ *	hearthd [-dn] [-a ADMIN_SOCKET] [-c CONFIG] [-m MODELS_DIR]
+ *		[-s SOCKET] [-t THREADS]
  *
- * Runs in the foreground and logs to standard error. Defaults: the
- * socket $XDG_RUNTIME_DIR/hearth/hearth.sock for a user,
- * /run/hearth/hearth.sock for root; models in ~/.local/share/hearth/models
- * or /var/lib/hearth/models; the configuration ~/.config/hearth/hearth.conf
- * or /etc/hearth/hearth.conf when it exists. SIGINT and SIGTERM stop it
- * gracefully.
+ * Runs in the foreground and logs to standard error (hearthd(8)).
+ * Defaults: the socket $XDG_RUNTIME_DIR/hearth/hearth.sock for a user,
+ * /run/hearth/hearth.sock for root (or the sockets systemd passes); no
+ * admin socket; models in ~/.local/share/hearth/models or
+ * /var/lib/hearth/models; the configuration ~/.config/hearth/hearth.conf
+ * or SYSCONFDIR/hearth/hearth.conf when it exists. -n checks the
+ * configuration and exits. SIGHUP reloads the configuration; SIGTERM
+ * and SIGINT drain and stop.
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,11 +27,15 @@
 #include "log.h"
 #include "server.h"
 
+#ifndef HEARTH_SYSCONFDIR
+#define HEARTH_SYSCONFDIR	"/etc"
+#endif
+
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: hearthd [-d] [-c config] [-m models_dir] "
-	    "[-s socket] [-t threads]\n");
+	fprintf(stderr, "usage: hearthd [-dn] [-a admin_socket] [-c config] "
+	    "[-m models_dir] [-s socket] [-t threads]\n");
 	exit(2);
 }
 
@@ -81,33 +88,40 @@ main_path(const char *a, const char *b)
 int
 main(int argc, char **argv)
 {
-	struct config cfg;
+	struct config_overrides ov;
+	struct srv_opts so;
+	struct config *cfg;
 	struct srv srv;
-	const char *opt_socket = NULL, *opt_models = NULL, *opt_config = NULL;
-	const char *home, *xdg;
-	char err[512], *socket_path = NULL, *models_dir = NULL;
+	const char *opt_config = NULL, *home, *xdg;
+	char err[CONFIG_ERR_MAX + 64], *socket_path = NULL, *models_dir = NULL;
 	char *config_path = NULL;
-	bool is_root = geteuid() == 0, debug = false, models_default = false;
-	uint32_t threads = 0;
+	bool is_root = geteuid() == 0, check = false, loaded = false;
 	int ch, r;
 
 	signal(SIGPIPE, SIG_IGN);
-	while ((ch = getopt(argc, argv, "c:dhm:s:t:")) != -1) {
+	memset(&ov, 0, sizeof(ov));
+	while ((ch = getopt(argc, argv, "a:c:dhm:ns:t:")) != -1) {
 		switch (ch) {
+		case 'a':
+			ov.admin_socket_path = optarg;
+			break;
 		case 'c':
 			opt_config = optarg;
 			break;
 		case 'd':
-			debug = true;
+			ov.debug = true;
 			break;
 		case 'm':
-			opt_models = optarg;
+			ov.models_dir = optarg;
+			break;
+		case 'n':
+			check = true;
 			break;
 		case 's':
-			opt_socket = optarg;
+			ov.socket_path = optarg;
 			break;
 		case 't':
-			if (config_parse_u32(optarg, 1, 256, &threads) < 0) {
+			if (config_parse_u32(optarg, 1, 256, &ov.threads) < 0) {
 				fprintf(stderr, "hearthd: -t %s: not in "
 				    "1..256\n", optarg);
 				return 2;
@@ -120,36 +134,49 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 
-	config_default(&cfg, is_root);
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
+		fatalx("hearthd: out of memory");
+	config_default(cfg, is_root);
 	home = main_home();
 	if (opt_config != NULL)
 		config_path = strdup(opt_config);
 	else if (is_root)
-		config_path = strdup("/etc/hearth/hearth.conf");
+		config_path = strdup(HEARTH_SYSCONFDIR "/hearth/hearth.conf");
 	else if ((xdg = getenv("XDG_CONFIG_HOME")) != NULL && *xdg == '/')
 		config_path = main_path(xdg, "/hearth/hearth.conf");
 	else if (home != NULL)
 		config_path = main_path(home, "/.config/hearth/hearth.conf");
 	if (config_path != NULL) {
-		r = config_load(&cfg, config_path, err, sizeof(err));
+		r = config_load(cfg, config_path, err, sizeof(err));
 		/* the default file is optional, a named one is not */
-		if (r < 0 && !(r == -ENOENT && opt_config == NULL)) {
+		if (r == -ENOENT && opt_config == NULL) {
+			config_free(cfg);
+			config_default(cfg, is_root);
+		} else if (r == 0) {
+			loaded = true;
+		} else {
 			fprintf(stderr, "<3>hearthd: %s\n", err);
-			config_free(&cfg);
+			config_free(cfg);
+			free(cfg);
 			free(config_path);
 			return 1;
 		}
 	}
-	if (debug)
-		cfg.debug = true;
-	if (threads != 0)
-		cfg.threads = threads;
-	log_init(cfg.debug);
+	if (config_apply(cfg, &ov) < 0)
+		fatalx("hearthd: out of memory");
+	if (check) {
+		printf("hearthd: %s: %zu [model] and %zu [access] sections, "
+		    "OK\n", loaded ? config_path : "no configuration file",
+		    cfg->n_models, cfg->n_access);
+		config_free(cfg);
+		free(cfg);
+		free(config_path);
+		return 0;
+	}
+	log_init(cfg->debug);
 
-	if (opt_socket != NULL)
-		socket_path = strdup(opt_socket);
-	else if (cfg.socket_path != NULL)
-		socket_path = strdup(cfg.socket_path);
+	if (cfg->socket_path != NULL)
+		socket_path = strdup(cfg->socket_path);
 	else if (is_root)
 		socket_path = strdup("/run/hearth/hearth.sock");
 	else if ((xdg = getenv("XDG_RUNTIME_DIR")) != NULL && *xdg == '/')
@@ -157,10 +184,8 @@ main(int argc, char **argv)
 	else
 		fatalx("hearthd: XDG_RUNTIME_DIR is not set; name a socket "
 		    "with -s");
-	if (opt_models != NULL)
-		models_dir = strdup(opt_models);
-	else if (cfg.models_dir != NULL)
-		models_dir = strdup(cfg.models_dir);
+	if (cfg->models_dir != NULL)
+		models_dir = strdup(cfg->models_dir);
 	else if (is_root)
 		models_dir = strdup("/var/lib/hearth/models");
 	else if (home != NULL)
@@ -170,33 +195,43 @@ main(int argc, char **argv)
 		    "directory with -m");
 	if (socket_path == NULL || models_dir == NULL)
 		fatalx("hearthd: out of memory");
-	models_default = opt_models == NULL && cfg.models_dir == NULL;
-	if (models_default && (r = main_mkdirs(models_dir,
+	if (cfg->models_dir == NULL && (r = main_mkdirs(models_dir,
 	    is_root ? 0755 : 0700)) < 0)
 		log_warnx("hearthd: %s: %s", models_dir, strerror(-r));
 
-	if (srv_init(&srv, &cfg, socket_path, models_dir, is_root, err,
-	    sizeof(err)) < 0) {
+	memset(&so, 0, sizeof(so));
+	so.socket_path = socket_path;
+	so.admin_socket_path = cfg->admin_socket_path;
+	so.models_dir = models_dir;
+	so.config_path = config_path;
+	so.config_optional = opt_config == NULL;
+	so.ov = ov;
+	so.is_root = is_root;
+	/* srv owns cfg from here on */
+	if (srv_init(&srv, cfg, &so, err, sizeof(err)) < 0) {
 		log_warnx("hearthd: %s", err);
 		srv_free(&srv);
-		config_free(&cfg);
 		free(config_path);
 		free(socket_path);
 		free(models_dir);
 		fatalx("hearthd: cannot start");
 	}
-	if (cfg.threads != 0)
+	if (srv.cfg->threads != 0)
 		log_info("hearthd: models in %s, keep_alive %lld s, %u slots "
 		    "and %u threads per model", models_dir,
-		    (long long)cfg.keep_alive, cfg.n_parallel, cfg.threads);
+		    (long long)srv.cfg->keep_alive, srv.cfg->n_parallel,
+		    srv.cfg->threads);
 	else
 		log_info("hearthd: models in %s, keep_alive %lld s, %u slots "
-		    "per model", models_dir, (long long)cfg.keep_alive,
-		    cfg.n_parallel);
+		    "per model", models_dir, (long long)srv.cfg->keep_alive,
+		    srv.cfg->n_parallel);
+	if (loaded)
+		log_info("hearthd: configuration %s: %zu [model] and %zu "
+		    "[access] sections", config_path, srv.cfg->n_models,
+		    srv.cfg->n_access);
 	r = srv_run(&srv);
 	srv_free(&srv);
 	log_info("hearthd: stopped");
-	config_free(&cfg);
 	free(config_path);
 	free(socket_path);
 	free(models_dir);

@@ -220,20 +220,35 @@ reg_load_progress(uint64_t done, uint64_t total, void *arg)
 
 /* The scheduler settings: the model's defaults, then the configuration. */
 static void
-reg_sched_params(const struct config *cfg, const struct srv *s,
+reg_sched_params(const struct reg_load_opts *lo, const struct srv *s,
     const struct model *m, struct sched_params *p)
 {
 	sched_params_default(p, m);
-	p->n_parallel = cfg->n_parallel;
-	if (cfg->n_ctx != 0) {
-		p->n_ctx = cfg->n_ctx;
+	p->n_parallel = lo->n_parallel;
+	if (lo->n_ctx != 0) {
+		p->n_ctx = lo->n_ctx;
 		if (m->hp.n_ctx_train > 0 && p->n_ctx > m->hp.n_ctx_train)
 			p->n_ctx = m->hp.n_ctx_train;
 	}
-	p->n_batch = cfg->n_batch;
-	p->prefill_chunk = cfg->prefill_chunk;
-	p->max_queue = cfg->max_queue;
+	p->n_batch = lo->n_batch;
+	p->prefill_chunk = lo->prefill_chunk;
+	p->max_queue = lo->max_queue;
 	p->limits = s->limits;
+}
+
+/* What a load of rm runs with: [daemon], then its [model] section. */
+static void
+reg_load_opts(const struct config *cfg, const char *name,
+    struct reg_load_opts *lo)
+{
+	const struct config_model *cm = config_model_find(cfg, name);
+
+	lo->threads = cfg->threads;
+	lo->n_parallel = cfg->n_parallel;
+	lo->n_ctx = cm != NULL && cm->n_ctx != 0 ? cm->n_ctx : cfg->n_ctx;
+	lo->n_batch = cfg->n_batch;
+	lo->prefill_chunk = cfg->prefill_chunk;
+	lo->max_queue = cfg->max_queue;
 }
 
 /* The loader thread: read the weights, start the scheduler. */
@@ -248,15 +263,15 @@ reg_load_main(void *arg)
 	int r;
 
 	r = model_open(rm->path, reg_load_progress, rm, &m, &err);
-	if (r == 0 && s->cfg->threads != 0 &&
-	    (r = model_set_threads(m, s->cfg->threads)) < 0) {
+	if (r == 0 && rm->lo.threads != 0 &&
+	    (r = model_set_threads(m, rm->lo.threads)) < 0) {
 		err_set(&err, r, "cannot start %u threads: %s",
-		    s->cfg->threads, strerror(-r));
+		    rm->lo.threads, strerror(-r));
 		model_free(m);
 		m = NULL;
 	}
 	if (r == 0) {
-		reg_sched_params(s->cfg, s, m, &rm->sp);
+		reg_sched_params(&rm->lo, s, m, &rm->sp);
 		if ((r = sched_new(m, &rm->sp, srv_post_frame, s, &sc,
 		    &err)) < 0) {
 			model_free(m);
@@ -272,6 +287,7 @@ reg_start_load(struct reg_model *rm, struct proto_err *err)
 {
 	int r;
 
+	reg_load_opts(rm->reg->srv->cfg, rm->name, &rm->lo);
 	atomic_store(&rm->cancel, false);
 	rm->prog_posted = 0;
 	rm->prog_done = rm->prog_total = 0;
@@ -295,7 +311,7 @@ reg_evict(struct registry *r)
 
 	TAILQ_FOREACH(rm, &r->models, entry)
 		if (rm->state == REG_RESIDENT && rm->active == 0 &&
-		    TAILQ_EMPTY(&rm->waiters) &&
+		    !rm->pinned && TAILQ_EMPTY(&rm->waiters) &&
 		    (best == NULL || rm->last_use < best->last_use))
 			best = rm;
 	if (best == NULL)
@@ -310,6 +326,7 @@ int
 reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
     struct reg_model **out, struct proto_err *err)
 {
+	const struct config_model *cm;
 	struct reg_model *rm;
 	char *path = NULL;
 	int rc;
@@ -342,7 +359,14 @@ reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
 	}
 	rm->reg = r;
 	rm->path = path;
-	rm->keep_alive = has_ka ? keep_alive : r->srv->cfg->keep_alive;
+	cm = config_model_find(r->srv->cfg, name);
+	rm->pinned = cm != NULL && cm->pin;
+	if (has_ka)
+		rm->keep_alive = keep_alive;
+	else if (cm != NULL && cm->has_keep_alive)
+		rm->keep_alive = cm->keep_alive;
+	else
+		rm->keep_alive = r->srv->cfg->keep_alive;
 	rm->last_use = srv_now();
 	TAILQ_INIT(&rm->waiters);
 	TAILQ_INIT(&rm->unloaders);
@@ -362,6 +386,7 @@ reg_wait(struct reg_model *rm, struct dreq *d)
 	d->model = rm;
 	d->state = DREQ_WAITING;
 	TAILQ_INSERT_TAIL(&rm->waiters, d, model_entry);
+	srv_changed(rm->reg->srv);
 	reg_check_idle(rm);
 }
 
@@ -372,6 +397,7 @@ reg_running(struct reg_model *rm, struct dreq *d)
 	d->state = DREQ_RUNNING;
 	rm->active++;
 	rm->last_use = srv_now();
+	srv_changed(rm->reg->srv);
 	reg_check_idle(rm);
 }
 
@@ -394,6 +420,7 @@ reg_detach(struct dreq *d)
 		rm->last_use = srv_now();
 		break;
 	case DREQ_NONE:
+	case DREQ_HELD:
 		break;
 	}
 	d->model = NULL;
@@ -413,7 +440,7 @@ reg_check_idle(struct reg_model *rm)
 		return;
 	}
 	if (rm->state != REG_RESIDENT || rm->active > 0 ||
-	    !TAILQ_EMPTY(&rm->waiters) || rm->keep_alive < 0) {
+	    !TAILQ_EMPTY(&rm->waiters) || rm->keep_alive < 0 || rm->pinned) {
 		evtimer_del(rm->ka_timer);
 		rm->ka_expire = 0;
 		return;
@@ -432,7 +459,7 @@ reg_ka_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	rm->ka_expire = 0;
-	if (rm->state != REG_RESIDENT || rm->active > 0 ||
+	if (rm->state != REG_RESIDENT || rm->active > 0 || rm->pinned ||
 	    !TAILQ_EMPTY(&rm->waiters))
 		return;
 	log_info("registry: unloading %s: idle for %lld s", rm->name,
@@ -540,6 +567,7 @@ reg_unload_now(struct reg_model *rm)
 	}
 	rm->state = REG_LOADING;	/* neither resident nor unloading */
 	rm->active = 0;
+	srv_changed(r->srv);
 	reg_answer_unloaders(rm);
 	reg_after_unload(rm);
 }
@@ -574,6 +602,8 @@ reg_loaded(struct reg_model *rm, struct model *m, struct sched *s, int rc,
 		rm->thread_live = false;
 	}
 	rm->load_ms = (srv_now() - rm->load_start) * 1e3;
+	rm->preload = false;
+	srv_changed(rm->reg->srv);
 	if (rc < 0) {
 		if (rc == -ECANCELED)
 			log_info("registry: loading %s cancelled", rm->name);
@@ -768,8 +798,8 @@ reg_cmp_info(const void *a, const void *b)
 }
 
 int
-reg_list(struct registry *r, struct proto_response *resp,
-    struct proto_err *err)
+reg_list(struct registry *r, reg_filter_fn filter, void *arg,
+    struct proto_response *resp, struct proto_err *err)
 {
 	struct proto_model_info *v = NULL, *nv;
 	struct reg_reply_mem *mem;
@@ -797,7 +827,8 @@ reg_list(struct registry *r, struct proto_response *resp,
 			continue;
 		memcpy(name, de->d_name, len - REG_EXT_LEN);
 		name[len - REG_EXT_LEN] = '\0';
-		if (proto_check_model_name(name, NULL) < 0)
+		if (proto_check_model_name(name, NULL) < 0 ||
+		    (filter != NULL && !filter(name, arg)))
 			continue;
 		if (asprintf(&path, "%s/%s", r->dir, de->d_name) < 0)
 			break;
@@ -925,7 +956,7 @@ reg_ps(struct registry *r, struct proto_response *resp,
 		v[n].hugepages = r->srv->hugepages;
 		v[n].clients = st.clients;
 		v[n].tokens = st.prompt_tokens + st.generated_tokens;
-		if (rm->keep_alive < 0)
+		if (rm->keep_alive < 0 || rm->pinned)
 			v[n].keep_alive = -1;
 		else if (rm->ka_expire > 0) {
 			left = ceil(rm->ka_expire - now);
@@ -955,5 +986,76 @@ reg_totals(struct registry *r, struct reg_totals *t)
 		t->memory += reg_memory(rm, &st);
 		t->prompt_tokens += st.prompt_tokens;
 		t->generated_tokens += st.generated_tokens;
+	}
+}
+
+void
+reg_preload(struct registry *r)
+{
+	const struct config *cfg = r->srv->cfg;
+	struct reg_model *rm;
+	struct proto_err e;
+	size_t i;
+
+	for (i = 0; i < cfg->n_models; i++) {
+		if (!cfg->models[i].preload ||
+		    reg_find(r, cfg->models[i].name) != NULL)
+			continue;
+		memset(&e, 0, sizeof(e));
+		if (reg_use(r, cfg->models[i].name, false, 0, &rm, &e) < 0) {
+			log_warnx("registry: cannot preload %s: %s",
+			    cfg->models[i].name, e.msg);
+			continue;
+		}
+		rm->preload = true;
+	}
+}
+
+uint32_t
+reg_preloading(struct registry *r)
+{
+	struct reg_model *rm;
+	uint32_t n = 0;
+
+	TAILQ_FOREACH(rm, &r->models, entry)
+		if (rm->preload && rm->state == REG_LOADING)
+			n++;
+	return n;
+}
+
+void
+reg_reconfigure(struct registry *r)
+{
+	const struct config_model *cm;
+	struct reg_model *rm, *next;
+
+	for (rm = TAILQ_FIRST(&r->models); rm != NULL; rm = next) {
+		next = TAILQ_NEXT(rm, entry);
+		cm = config_model_find(r->srv->cfg, rm->name);
+		if (rm->pinned == (cm != NULL && cm->pin))
+			continue;
+		rm->pinned = cm != NULL && cm->pin;
+		log_info("registry: %s is %s", rm->name, rm->pinned ?
+		    "pinned" : "no longer pinned");
+		reg_check_idle(rm);	/* arms or disarms the keep-alive */
+	}
+}
+
+void
+reg_counts(struct registry *r, uint32_t *resident, uint32_t *running,
+    uint32_t *waiting)
+{
+	struct reg_model *rm;
+	struct dreq *d;
+
+	*resident = *running = *waiting = 0;
+	if (r == NULL)
+		return;
+	TAILQ_FOREACH(rm, &r->models, entry) {
+		if (rm->m != NULL && rm->s != NULL)
+			(*resident)++;
+		*running += rm->active;
+		TAILQ_FOREACH(d, &rm->waiters, model_entry)
+			(*waiting)++;
 	}
 }

@@ -38,6 +38,18 @@ enum reg_state {
 	REG_UNLOADING,		/* waiting for running requests to end */
 };
 
+/* What a load runs with, taken from the configuration when it starts
+ * (the loader thread never reads the configuration, which a reload may
+ * replace). */
+struct reg_load_opts {
+	uint32_t	 threads;	/* compute threads; 0: the engine's */
+	uint32_t	 n_parallel;	/* KV slots */
+	uint32_t	 n_ctx;		/* positions per slot; 0: the model's */
+	uint32_t	 n_batch;
+	uint32_t	 prefill_chunk;
+	uint32_t	 max_queue;
+};
+
 /* A model that is loading or resident. */
 struct reg_model {
 	struct registry		*reg;
@@ -47,6 +59,7 @@ struct reg_model {
 	struct model		*m;		/* RESIDENT, UNLOADING */
 	struct sched		*s;		/* RESIDENT, UNLOADING */
 	struct sched_params	 sp;		/* what the scheduler runs with */
+	struct reg_load_opts	 lo;		/* the configuration of this load */
 	pthread_t		 thread;	/* loader */
 	bool			 thread_live;	/* loader not joined yet */
 	atomic_bool		 cancel;	/* stop loading */
@@ -56,6 +69,9 @@ struct reg_model {
 	double			 load_start;	/* monotonic seconds */
 	double			 load_ms;	/* how long the load took */
 	int64_t			 keep_alive;	/* seconds once idle; -1 forever */
+	bool			 pinned;	/* [model] pin: no keep-alive
+						 * expiry, never evicted */
+	bool			 preload;	/* loading for [model] preload */
 	struct event		*ka_timer;	/* keep-alive expiry */
 	double			 ka_expire;	/* monotonic seconds, 0: unarmed */
 	double			 last_use;	/* monotonic seconds */
@@ -116,9 +132,25 @@ void	reg_loaded(struct reg_model *rm, struct model *m, struct sched *s,
 void	reg_drop_conn(struct registry *r, uint64_t conn_id);
 void	reg_pause_conn(struct registry *r, uint64_t conn_id, bool paused);
 
+/*
+ * Load the [model] sections with preload = yes that are not resident or
+ * loading (at start and after a reload); failures are logged.
+ */
+void	reg_preload(struct registry *r);
+/* Models loading for preload (READY=1 waits for none). */
+uint32_t reg_preloading(struct registry *r);
+/* After a reload: apply pin (and the keep-alive it implies) anew. */
+void	reg_reconfigure(struct registry *r);
+/* Resident models, requests in schedulers, requests waiting for a load. */
+void	reg_counts(struct registry *r, uint32_t *resident, uint32_t *running,
+	    uint32_t *waiting);
+
+/* Which models a list shows (NULL: all). */
+typedef bool (*reg_filter_fn)(const char *name, void *arg);
+
 /* Replies. Each fills resp (REPLY) with memory freed by reg_reply_free. */
-int	reg_list(struct registry *r, struct proto_response *resp,
-	    struct proto_err *err);
+int	reg_list(struct registry *r, reg_filter_fn filter, void *arg,
+	    struct proto_response *resp, struct proto_err *err);
 int	reg_show(struct registry *r, const char *name,
 	    struct proto_response *resp, struct proto_err *err);
 int	reg_ps(struct registry *r, struct proto_response *resp,

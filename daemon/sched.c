@@ -13,7 +13,9 @@
  *   control  - end cancelled jobs (done, reason cancelled) and forget
  *              dropped ones (nothing posted, their slots' caches freed);
  *   admit    - tokenize/detokenize are answered at once; other requests
- *              are started in FIFO order while a slot is free: prompt
+ *              are started while a slot is free, round robin across
+ *              users (the uid with the fewest running first, FIFO
+ *              among equals): prompt
  *              tokenized and checked, a slot chosen (longest cached
  *              prefix of the same uid, else the least recently used),
  *              sampler and buffers allocated;
@@ -128,6 +130,14 @@ struct sched_job {
 
 TAILQ_HEAD(sched_jobs, sched_job);
 
+#define SCHED_SERVED_MAX 64	/* users whose last admission is kept */
+
+/* When a user's request was last admitted (round robin). */
+struct sched_served {
+	uid_t		 uid;
+	uint64_t	 tick;		/* s->admit_tick then */
+};
+
 struct sched {
 	struct model	*m;
 	const struct tok *tok;
@@ -153,6 +163,9 @@ struct sched {
 	size_t		 paused_cap;
 	struct sched_stats st;		/* counters (running, queued and
 					 * clients computed on demand) */
+	struct sched_served served[SCHED_SERVED_MAX]; /* [n_served] */
+	uint32_t	 n_served;
+	uint64_t	 admit_tick;	/* admissions so far */
 
 	/* scheduler thread only: */
 	struct fwd	*f;
@@ -481,16 +494,55 @@ sched_control_locked(struct sched *s)
 
 /* ---- admission ------------------------------------------------------ */
 
+/* When uid was last admitted; 0: not lately. Lock held. */
+static uint64_t
+sched_served_tick(const struct sched *s, uid_t uid)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->n_served; i++)
+		if (s->served[i].uid == uid)
+			return s->served[i].tick;
+	return 0;
+}
+
+/* Remember that uid was admitted now (forgetting the oldest). */
+static void
+sched_served_note(struct sched *s, uid_t uid)
+{
+	uint32_t i, old = 0;
+
+	s->admit_tick++;
+	for (i = 0; i < s->n_served; i++) {
+		if (s->served[i].uid == uid)
+			break;
+		if (s->served[i].tick < s->served[old].tick)
+			old = i;
+	}
+	if (i == s->n_served) {
+		if (s->n_served < SCHED_SERVED_MAX)
+			s->n_served++;
+		else
+			i = old;
+	}
+	s->served[i].uid = uid;
+	s->served[i].tick = s->admit_tick;
+}
+
 /*
  * The admission policy, lock held: the next queued job to start, or
  * NULL. Tokenize and detokenize need no slot and go first; the others
- * are taken in FIFO order while a slot is free. (Per-user round robin
- * would choose here.)
+ * are taken while a slot is free, round robin across users: the job of
+ * the uid with the fewest jobs admitted, then of the uid served least
+ * recently, the oldest among equals. One user's batch cannot starve
+ * another's chat.
  */
 static struct sched_job *
 sched_pick_locked(struct sched *s, bool slot_free)
 {
-	struct sched_job *j;
+	struct sched_job *j, *k, *best = NULL;
+	uint64_t t, best_t = 0;
+	uint32_t n, best_n = UINT32_MAX;
 
 	TAILQ_FOREACH(j, &s->queue, entry)
 		if (!j->cancelled && !j->dropped &&
@@ -498,10 +550,23 @@ sched_pick_locked(struct sched *s, bool slot_free)
 			return j;
 	if (!slot_free)
 		return NULL;
-	TAILQ_FOREACH(j, &s->queue, entry)
-		if (!j->cancelled && !j->dropped)
-			return j;
-	return NULL;
+	TAILQ_FOREACH(j, &s->queue, entry) {
+		if (j->cancelled || j->dropped)
+			continue;
+		n = 0;
+		TAILQ_FOREACH(k, &s->active, entry)
+			if (k->r->uid == j->r->uid)
+				n++;
+		t = sched_served_tick(s, j->r->uid);
+		if (n < best_n || (n == best_n && t < best_t)) {
+			best = j;
+			best_n = n;
+			best_t = t;
+		}
+	}
+	if (best != NULL)
+		sched_served_note(s, best->r->uid);	/* it is admitted */
+	return best;
 }
 
 /*
@@ -647,6 +712,12 @@ sched_start_gen(struct sched *s, struct sched_job *j)
 	}
 	if (n == 0) {
 		sched_fail(s, j, PROTO_E_BAD_REQUEST, "empty prompt");
+		return;
+	}
+	if (r->max_prompt_tokens != 0 && n > r->max_prompt_tokens) {
+		sched_fail(s, j, PROTO_E_DENIED, "%s: the prompt has %u tokens, "
+		    "over max_prompt_tokens %u", r->limit_rule[0] ?
+		    r->limit_rule : "denied", n, r->max_prompt_tokens);
 		return;
 	}
 	j->n_prompt = n;

@@ -3,7 +3,8 @@
  * request for that model, with continuous batching.
  *
  * Each step, the scheduler thread takes new requests from its queue into
- * free KV slots, then runs one batch through the forward pass holding
+ * free KV slots (round robin across uids: the uid with the fewest
+ * requests running first), then runs one batch through the forward pass holding
  * every running sequence's next token and a chunk of each prompt still
  * being read (so running streams keep going while a long prompt is
  * processed), samples, and posts events. When a sequence ends, its slot
@@ -83,6 +84,13 @@ struct sched_req {
 	bool			 think_first;	/* the prompt ends inside thinking */
 	struct smp_params	 sampling;	/* resolved: defaults + request */
 	int32_t			 max_tokens;	/* resolved; -1 until the context */
+	uint32_t		 max_prompt_tokens; /* 0: no limit but the
+						 * context; else a generate/chat
+						 * prompt of more tokens is refused
+						 * with PROTO_E_DENIED */
+	char			 limit_rule[96];	/* names the rule in that
+						 * error ("denied by [access
+						 * guests]"); "" */
 };
 
 /* NULL-safe; frees req->req's memory, the prompt and r itself (which

@@ -158,6 +158,12 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 	else								\
 		*(bp) = *(gp);						\
 } while (0)
+#define XF4(gp, bp) do {						\
+	if (to_group)							\
+		memcpy((gp), (bp), 4);					\
+	else								\
+		memcpy((bp), (gp), 4);					\
+} while (0)
 
 	switch (type) {
 	case KERN_TYPE_Q4_0: {
@@ -166,8 +172,7 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 		XF(d + 2 * j, blk);
 		XF(d + 2 * j + 1, blk + 1);
 		for (c = 0; c < 4; c++)
-			for (t = 0; t < 4; t++)
-				XF(q + c * 64 + 4 * j + t, blk + 2 + 4 * c + t);
+			XF4(q + c * 64 + 4 * j, blk + 2 + 4 * c);
 		break;
 	}
 	case KERN_TYPE_Q8_0: {
@@ -198,9 +203,8 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 		XF(dd + 32 + 2 * j + 1, blk + 3);
 		for (h = 0; h < 4; h++)
 			for (c = 0; c < 8; c++)
-				for (t = 0; t < 4; t++)
-					XF(tile + (h * 8 + c) * 64 + 4 * j + t,
-					    blk + 16 + 32 * h + 4 * c + t);
+				XF4(tile + (h * 8 + c) * 64 + 4 * j,
+				    blk + 16 + 32 * h + 4 * c);
 		if (to_group) {
 			for (s = 0; s < 8; s++)
 				ka_q4_k_scale_min(blk + 4, (int)s, &sc[s],
@@ -224,16 +228,12 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 		for (h = 0; h < 2; h++)
 			for (p = 0; p < 2; p++)
 				for (c = 0; c < 8; c++)
-					for (t = 0; t < 4; t++)
-						XF(tile + ((h * 2 + p) * 8 + c) *
-						    64 + 4 * j + t, blk + 64 * h +
-						    32 * p + 4 * c + t);
+					XF4(tile + ((h * 2 + p) * 8 + c) * 64 +
+					    4 * j, blk + 64 * h + 32 * p + 4 * c);
 		for (h = 0; h < 2; h++)
 			for (c = 0; c < 8; c++)
-				for (t = 0; t < 4; t++)
-					XF(tile + 2048 + (h * 8 + c) * 64 +
-					    4 * j + t, blk + 128 + 32 * h +
-					    4 * c + t);
+				XF4(tile + 2048 + (h * 8 + c) * 64 + 4 * j,
+				    blk + 128 + 32 * h + 4 * c);
 		for (s = 0; s < 16; s++)
 			XF(tile + 3072 + s * 16 + j, blk + 192 + s);
 		XF(d + 2 * j, blk + 208);
@@ -251,6 +251,14 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 		break;
 	}
 #undef XF
+#undef XF4
+}
+
+static bool
+be_is_float(uint32_t type)
+{
+	return type == KERN_TYPE_F32 || type == KERN_TYPE_F16 ||
+	    type == KERN_TYPE_BF16;
 }
 
 static void
@@ -264,6 +272,18 @@ ka_pack(uint32_t type, const void *src, size_t rows, size_t cols, void *dst)
 	uint8_t	 blk[256];
 
 	memset(dst, 0, ka_pack_size(type, rows, cols));
+	if (be_is_float(type)) {
+		/* a transpose per group: element k of row j at [k][j] */
+		for (r = 0; r < rows; r++) {
+			const uint8_t	*row = (const uint8_t *)src + r * rb;
+			uint8_t		*g = (uint8_t *)dst + (r / KA_G) * gb +
+			    (r % KA_G) * bb;
+
+			for (b = 0; b < nb; b++)
+				memcpy(g + b * KA_G * bb, row + b * bb, bb);
+		}
+		return;
+	}
 	for (r = 0; r < rows; r++) {
 		const uint8_t	*row = (const uint8_t *)src + r * rb;
 		uint8_t		*g = (uint8_t *)dst + (r / KA_G) * gb;
@@ -288,9 +308,22 @@ ka_get_row(uint32_t type, const void *w, size_t rows, size_t cols, size_t r,
 	uint8_t	 blk[256];
 
 	(void)rows;
+	if (be_is_float(type)) {
+		/* gather 64 elements at a time, then widen them */
+		size_t	 k, n;
+
+		g += (r % KA_G) * bb;
+		for (b = 0; b < nb; b += n) {
+			n = nb - b < 64 ? nb - b : 64;
+			for (k = 0; k < n; k++)
+				memcpy(blk + k * bb, g + (b + k) * KA_G * bb,
+				    bb);
+			kern_dequant_row_ref(type, blk, dst + b, n);
+		}
+		return;
+	}
 	for (b = 0; b < nb; b++) {
 		ka_block_xfer(type, g, nb, b, r % KA_G, blk, false);
-		(void)bb;
 		kern_dequant_row_ref(type, blk, dst + b * be, be);
 	}
 }
@@ -492,15 +525,22 @@ ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 			const int32_t	*bias = (const int32_t *)(xv + cols +
 			    4 * nb);
 			__m512i		 s = _mm512_set1_epi32(bias[b]);
+			__m512i		 s1 = _mm512_setzero_si512();
+			__m512i		 s2 = _mm512_setzero_si512();
+			__m512i		 s3 = _mm512_setzero_si512();
 			__m512		 t;
 
-#pragma GCC unroll 16
-			for (c = 0; c < 4; c++) {
-				s = _mm512_dpbusd_epi32(s, lo[c],
-				    ka_bcast32(xb + 4 * c));
-				s = _mm512_dpbusd_epi32(s, hi[c],
-				    ka_bcast32(xb + 16 + 4 * c));
-			}
+			/* four short chains instead of one long one */
+			s = _mm512_dpbusd_epi32(s, lo[0], ka_bcast32(xb));
+			s1 = _mm512_dpbusd_epi32(s1, lo[1], ka_bcast32(xb + 4));
+			s2 = _mm512_dpbusd_epi32(s2, lo[2], ka_bcast32(xb + 8));
+			s3 = _mm512_dpbusd_epi32(s3, lo[3], ka_bcast32(xb + 12));
+			s = _mm512_dpbusd_epi32(s, hi[0], ka_bcast32(xb + 16));
+			s1 = _mm512_dpbusd_epi32(s1, hi[1], ka_bcast32(xb + 20));
+			s2 = _mm512_dpbusd_epi32(s2, hi[2], ka_bcast32(xb + 24));
+			s3 = _mm512_dpbusd_epi32(s3, hi[3], ka_bcast32(xb + 28));
+			s = _mm512_add_epi32(_mm512_add_epi32(s, s1),
+			    _mm512_add_epi32(s2, s3));
 			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
 			acc[v] = _mm512_add_ps(acc[v],
 			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
@@ -539,12 +579,22 @@ ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 			const int32_t	*bias = (const int32_t *)(xv + cols +
 			    8 * nb);
 			__m512i		 s = _mm512_set1_epi32(bias[b]);
+			__m512i		 s1 = _mm512_setzero_si512();
+			__m512i		 s2 = _mm512_setzero_si512();
+			__m512i		 s3 = _mm512_setzero_si512();
 			__m512		 t;
 
-#pragma GCC unroll 16
-			for (c = 0; c < 8; c++)
-				s = _mm512_dpbusd_epi32(s, w[c],
-				    ka_bcast32(xb + 4 * c));
+			/* four short chains instead of one long one */
+			s = _mm512_dpbusd_epi32(s, w[0], ka_bcast32(xb));
+			s1 = _mm512_dpbusd_epi32(s1, w[1], ka_bcast32(xb + 4));
+			s2 = _mm512_dpbusd_epi32(s2, w[2], ka_bcast32(xb + 8));
+			s3 = _mm512_dpbusd_epi32(s3, w[3], ka_bcast32(xb + 12));
+			s = _mm512_dpbusd_epi32(s, w[4], ka_bcast32(xb + 16));
+			s1 = _mm512_dpbusd_epi32(s1, w[5], ka_bcast32(xb + 20));
+			s2 = _mm512_dpbusd_epi32(s2, w[6], ka_bcast32(xb + 24));
+			s3 = _mm512_dpbusd_epi32(s3, w[7], ka_bcast32(xb + 28));
+			s = _mm512_add_epi32(_mm512_add_epi32(s, s1),
+			    _mm512_add_epi32(s2, s3));
 			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
 			acc[v] = _mm512_add_ps(acc[v],
 			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
@@ -564,54 +614,52 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 	const uint8_t	*wdd = wg + nb * 2304;
 	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
 	size_t		 b;
-	int		 v, c, h;
+	int		 v, c, sb;
 
 #pragma GCC unroll 16
 	for (v = 0; v < nv; v++)
 		acc[v] = _mm512_setzero_ps();
 	for (b = 0; b < nb; b++) {
 		const uint8_t	*tile = wg + b * 2304;
-		__m512i		 sumi[4];
+		__m512i		 sumi[8];
 		__m512		 d, dmin;
 
 #pragma GCC unroll 16
 		for (v = 0; v < nv; v++)
 			sumi[v] = _mm512_setzero_si512();
-#pragma GCC unroll 16
-		for (h = 0; h < 4; h++) {
-			__m512i	 lo[8], hi[8], sc0, sc1;
+		/* sub-block s: the low (s even) or high nibbles of vectors
+		 * 8(s/2) .. 8(s/2)+7 */
+		for (sb = 0; sb < 8; sb++) {
+			const uint8_t	*wq = tile + (sb / 2) * 8 * 64;
+			__m512i		 w[8], sc;
 
 #pragma GCC unroll 16
 			for (c = 0; c < 8; c++) {
-				__m512i	 w = _mm512_load_si512(tile +
-				    (h * 8 + c) * 64);
+				__m512i	 t = _mm512_load_si512(wq + c * 64);
 
-				lo[c] = _mm512_and_si512(w, m4);
-				hi[c] = _mm512_and_si512(
-				    _mm512_srli_epi16(w, 4), m4);
+				w[c] = _mm512_and_si512(sb % 2 ?
+				    _mm512_srli_epi16(t, 4) : t, m4);
 			}
-			sc0 = _mm512_cvtepu8_epi32(_mm_load_si128(
-			    (const __m128i *)(tile + 2048 + 32 * h)));
-			sc1 = _mm512_cvtepu8_epi32(_mm_load_si128(
-			    (const __m128i *)(tile + 2048 + 32 * h + 16)));
-#pragma GCC unroll 4
+			sc = _mm512_cvtepu8_epi32(_mm_load_si128(
+			    (const __m128i *)(tile + 2048 + 16 * sb)));
+#pragma GCC unroll 8
 			for (v = 0; v < nv; v++) {
 				const uint8_t	*xb = x + (size_t)v * ab +
-				    256 * b + 64 * h;
+				    256 * b + 32 * sb;
 				__m512i		 a0 = _mm512_setzero_si512();
 				__m512i		 a1 = _mm512_setzero_si512();
 
+				/* two short chains instead of one long one */
 #pragma GCC unroll 16
-				for (c = 0; c < 8; c++) {
-					a0 = _mm512_dpbusd_epi32(a0, lo[c],
+				for (c = 0; c < 8; c += 2) {
+					a0 = _mm512_dpbusd_epi32(a0, w[c],
 					    ka_bcast32(xb + 4 * c));
-					a1 = _mm512_dpbusd_epi32(a1, hi[c],
-					    ka_bcast32(xb + 32 + 4 * c));
+					a1 = _mm512_dpbusd_epi32(a1, w[c + 1],
+					    ka_bcast32(xb + 4 * c + 4));
 				}
 				sumi[v] = _mm512_add_epi32(sumi[v],
-				    _mm512_mullo_epi32(a0, sc0));
-				sumi[v] = _mm512_add_epi32(sumi[v],
-				    _mm512_mullo_epi32(a1, sc1));
+				    _mm512_mullo_epi32(_mm512_add_epi32(a0, a1),
+				    sc));
 			}
 		}
 		d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)
@@ -625,7 +673,7 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 			for (c = 0; c < 4; c++)
 				mp[c] = _mm512_cvtepu8_epi16(_mm256_load_si256(
 				    (const __m256i *)(tile + 2176 + 32 * c)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 			for (v = 0; v < nv; v++) {
 				const uint8_t	*xv = x + (size_t)v * ab;
 				const float	*xd = (const float *)(xv + cols);
@@ -651,76 +699,11 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 }
 
 /*
- * One pass of a Q6_K block: the sub-blocks of elements 128h + 32k + 16half
- * .. +15 for k = p and k = p + 2 (they share the ql bytes), added to
- * sumi[v] times their scales.
- */
-KA_INLINE void
-ka_q6_k_pass(const uint8_t *tile, const uint8_t *x, size_t ab, size_t cols,
-    size_t nb, size_t b, int h, int half, const int p, const int nv,
-    __m512i *sumi)
-{
-	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
-	const __m512i	 m30 = _mm512_set1_epi8(0x30);
-	const int	 sa = 8 * h + 2 * p + half, sb = sa + 4;
-	__m512i		 a0[4], a1[4], sca, scb;
-	int		 v, c;
-
-#pragma GCC unroll 4
-	for (v = 0; v < nv; v++) {
-		const int32_t	*b32 = (const int32_t *)(x + (size_t)v * ab +
-		    cols + 20 * nb) + 16 * b;
-
-		a0[v] = _mm512_set1_epi32(b32[sa]);
-		a1[v] = _mm512_set1_epi32(b32[sb]);
-	}
-#pragma GCC unroll 16
-	for (c = 4 * half; c < 4 * half + 4; c++) {
-		__m512i	 L = _mm512_load_si512(tile + ((h * 2 + p) * 8 + c) *
-		    64);
-		__m512i	 H = _mm512_load_si512(tile + 2048 + (h * 8 + c) * 64);
-		__m512i	 qa, qb, ha, hb;
-
-		/* bits 2p, 2p+1 (k = p) and 2p+4, 2p+5 (k = p+2) of qh
-		 * moved to bits 4, 5 (bits of the neighbour byte masked) */
-		if (p == 0) {
-			ha = _mm512_slli_epi16(H, 4);
-			hb = H;
-		} else {
-			ha = _mm512_slli_epi16(H, 2);
-			hb = _mm512_srli_epi16(H, 2);
-		}
-		qa = _mm512_ternarylogic_epi32(_mm512_and_si512(L, m4), ha,
-		    m30, 0xf8);
-		qb = _mm512_ternarylogic_epi32(_mm512_and_si512(
-		    _mm512_srli_epi16(L, 4), m4), hb, m30, 0xf8);
-#pragma GCC unroll 4
-		for (v = 0; v < nv; v++) {
-			const uint8_t	*xb = x + (size_t)v * ab + 256 * b +
-			    128 * h + 4 * c;
-
-			a0[v] = _mm512_dpbusd_epi32(a0[v], qa,
-			    ka_bcast32(xb + 32 * p));
-			a1[v] = _mm512_dpbusd_epi32(a1[v], qb,
-			    ka_bcast32(xb + 32 * (p + 2)));
-		}
-	}
-	sca = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)
-	    (tile + 3072 + 16 * sa)));
-	scb = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)
-	    (tile + 3072 + 16 * sb)));
-#pragma GCC unroll 4
-	for (v = 0; v < nv; v++) {
-		sumi[v] = _mm512_add_epi32(sumi[v],
-		    _mm512_mullo_epi32(a0[v], sca));
-		sumi[v] = _mm512_add_epi32(sumi[v],
-		    _mm512_mullo_epi32(a1[v], scb));
-	}
-}
-
-/*
  * Q6_K: per block, sumi = sum over 16 sub-blocks of scale * (sum(q * x)
- * - 32 * sum(x)); acc += (d*dx) * sumi.
+ * - 32 * sum(x)); acc += (d*dx) * sumi. Sub-block 8h + 2k + half holds
+ * elements 128h + 32k + 16half .. +15: quads c = 4half .. 4half+3 of the
+ * ql vectors (h, k % 2) (low nibbles for k < 2) and bits 2k, 2k+1 of the
+ * qh vectors (h, c).
  */
 KA_INLINE void
 ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
@@ -728,33 +711,85 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 {
 	const size_t	 nb = cols / 256;
 	const uint16_t	*wd = (const uint16_t *)(wg + nb * 3328);
+	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
+	const __m512i	 m30 = _mm512_set1_epi8(0x30);
 	size_t		 b;
-	int		 v, h, half;
+	int		 v, c, h, k, half;
 
 #pragma GCC unroll 16
 	for (v = 0; v < nv; v++)
 		acc[v] = _mm512_setzero_ps();
 	for (b = 0; b < nb; b++) {
 		const uint8_t	*tile = wg + b * 3328;
-		__m512i		 sumi[4];
+		__m512i		 sumi[8];
 		__m512		 d;
 
 #pragma GCC unroll 16
 		for (v = 0; v < nv; v++)
 			sumi[v] = _mm512_setzero_si512();
-#pragma GCC unroll 16
 		for (h = 0; h < 2; h++) {
-#pragma GCC unroll 16
-			for (half = 0; half < 2; half++) {
-				ka_q6_k_pass(tile, x, ab, cols, nb, b, h, half,
-				    0, nv, sumi);
-				ka_q6_k_pass(tile, x, ab, cols, nb, b, h, half,
-				    1, nv, sumi);
+#pragma GCC unroll 4
+			for (k = 0; k < 4; k++) {
+				for (half = 0; half < 2; half++) {
+					const int	 sb = 8 * h + 2 * k + half;
+					__m512i		 q[4], sc;
+
+#pragma GCC unroll 4
+					for (c = 0; c < 4; c++) {
+						int	 cc = 4 * half + c;
+						__m512i	 L = _mm512_load_si512(
+						    tile + ((h * 2 + k % 2) *
+						    8 + cc) * 64);
+						__m512i	 H = _mm512_load_si512(
+						    tile + 2048 + (h * 8 + cc) *
+						    64);
+
+						L = k < 2 ? L :
+						    _mm512_srli_epi16(L, 4);
+						/* bits 2k, 2k+1 to 4, 5 */
+						H = k == 0 ? _mm512_slli_epi16(H,
+						    4) : k == 1 ?
+						    _mm512_slli_epi16(H, 2) :
+						    k == 2 ? H :
+						    _mm512_srli_epi16(H, 2);
+						q[c] = _mm512_ternarylogic_epi32(
+						    _mm512_and_si512(L, m4), H,
+						    m30, 0xf8);
+					}
+					sc = _mm512_cvtepi8_epi32(_mm_load_si128(
+					    (const __m128i *)(tile + 3072 +
+					    16 * sb)));
+#pragma GCC unroll 8
+					for (v = 0; v < nv; v++) {
+						const uint8_t *xv = x +
+						    (size_t)v * ab;
+						const uint8_t *xb = xv +
+						    256 * b + 128 * h + 32 * k +
+						    16 * half;
+						const int32_t *b32 =
+						    (const int32_t *)(xv +
+						    cols + 20 * nb) + 16 * b;
+						__m512i	 a = _mm512_set1_epi32(
+						    b32[sb]);
+
+						a = _mm512_dpbusd_epi32(a, q[0],
+						    ka_bcast32(xb));
+						a = _mm512_dpbusd_epi32(a, q[1],
+						    ka_bcast32(xb + 4));
+						a = _mm512_dpbusd_epi32(a, q[2],
+						    ka_bcast32(xb + 8));
+						a = _mm512_dpbusd_epi32(a, q[3],
+						    ka_bcast32(xb + 12));
+						sumi[v] = _mm512_add_epi32(
+						    sumi[v], _mm512_mullo_epi32(
+						    a, sc));
+					}
+				}
 			}
 		}
 		d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)
 		    (wd + 16 * b)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 		for (v = 0; v < nv; v++) {
 			const float	*xd = (const float *)(x +
 			    (size_t)v * ab + cols);
@@ -855,7 +890,7 @@ ka_group_mask(size_t g, size_t r0, size_t r1)
 	case 3: X(3); break; default: X(4); break;			\
 }
 
-/* One group x up to 8 (quantized: 4 for K types) vectors. */
+/* One group x up to 8 vectors. */
 static void
 ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
     size_t i0, size_t nv, __mmask16 k)
@@ -878,12 +913,12 @@ ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
 		break;
 	case KERN_TYPE_Q4_K:
 #define X(n) ka_tile_q4_k(wg, mm->cols, x, ab, n, acc)
-		KA_SWITCH_NV4(nv, X);
+		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
 	case KERN_TYPE_Q6_K:
 #define X(n) ka_tile_q6_k(wg, mm->cols, x, ab, n, acc)
-		KA_SWITCH_NV4(nv, X);
+		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
 	default:
@@ -941,8 +976,6 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 {
 	const size_t	 gb = ka_group_bytes(mm->type, mm->cols);
 	const bool	 is_f = kern_act_type(mm->type) == KERN_TYPE_F32;
-	const bool	 is_k = mm->type == KERN_TYPE_Q4_K ||
-			    mm->type == KERN_TYPE_Q6_K;
 	size_t		 g0 = r0 / KA_G, g1 = (r1 + KA_G - 1) / KA_G;
 	size_t		 i0, i1, i, g, nv, vt;
 
@@ -970,7 +1003,7 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 			}
 			continue;
 		}
-		vt = is_k ? 4 : 8;
+		vt = 8;
 		for (g = g0; g < g1; g++) {
 			const uint8_t	*wg = (const uint8_t *)mm->w + g * gb;
 			__mmask16	 k = ka_group_mask(g, r0, r1);
