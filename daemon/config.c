@@ -8,9 +8,12 @@
  *	admin_socket_mode mode of the admin socket file, octal (0600)
  *	models		models directory (-m overrides)
  *	max_frame	frame body bytes, 1K..1G (16M)
- *	memory_budget	resident models' memory: "80%" or a size (stored)
- *	pages		hugetlb, thp or small (stored)
- *	numa		auto, local, interleave or replicate (stored)
+ *	memory_budget	resident models' memory: "80%" or a size; admission
+ *			and eviction (registry.c)
+ *	pages		hugetlb, thp or small: the best kind of page for
+ *			weights and KV caches
+ *	numa		auto, local, interleave or replicate: the placement
+ *			policy (decided and reported, not bound yet)
  *	keep_alive	duration a model stays resident once idle;
  *			-1 forever, 0 unload when idle; at most 2^31-1 s
  *	n_parallel	KV slots (sequences at once) per model, 1..256 (4)

@@ -56,8 +56,8 @@ struct config_model {
 	bool		 pin;		/* stays resident: no keep-alive expiry,
 					 * never evicted (an admin may unload) */
 	bool		 has_numa;	/* numa below is set */
-	enum numa_policy numa;		/* NUMA placement (stored for the
-					 * memory work; not applied yet) */
+	enum numa_policy numa;		/* NUMA placement policy (memory
+					 * bound to it; threads not pinned) */
 	bool		 preload;	/* loaded at start and on reload; READY
 					 * waits for it */
 };
@@ -95,7 +95,7 @@ struct config {
 	uint32_t	 admin_socket_mode; /* of the admin socket (0600) */
 	char		*models_dir;	/* models directory; NULL: default */
 	uint32_t	 max_frame;	/* frame body bytes (16 MiB) */
-	/* [daemon]: memory (parsed and stored for issue 5's budget) */
+	/* [daemon]: memory (registry.c admits loads against the budget) */
 	char		*memory_budget;	/* "80%" or "16G"; NULL: default */
 	bool		 has_pages;	/* pages below is set */
 	enum mem_pages	 pages;		/* best kind of page for weights */

@@ -53,12 +53,15 @@ fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out)
 	kv->n_ctx = n_ctx;
 	kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
 	n = (size_t)kv->n_layer * n_ctx * kv->kv_dim;
-	kv->k = malloc(n * sizeof(uint16_t));
-	kv->v = malloc(n * sizeof(uint16_t));
-	if (kv->k == NULL || kv->v == NULL) {
-		fwd_kv_free(kv);
+	/* one anonymous region: K, then V at a 64-byte boundary */
+	if (mem_region_new(2 * ((n * sizeof(uint16_t) + 63) & ~(size_t)63),
+	    &m->kv_mem, NULL, &kv->mem, NULL) < 0) {
+		free(kv);
 		return -ENOMEM;
 	}
+	kv->k = kv->mem->addr;
+	kv->v = (uint16_t *)((uint8_t *)kv->mem->addr +
+	    ((n * sizeof(uint16_t) + 63) & ~(size_t)63));
 	*out = kv;
 	return 0;
 }
@@ -68,8 +71,7 @@ fwd_kv_free(struct fwd_kv *kv)
 {
 	if (kv == NULL)
 		return;
-	free(kv->k);
-	free(kv->v);
+	mem_region_free(kv->mem);
 	free(kv);
 }
 

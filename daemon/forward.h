@@ -26,6 +26,7 @@ struct fwd_kv {
 	uint32_t	 n_past;	/* positions filled */
 	uint16_t	*k;		/* [n_layer][n_ctx][kv_dim] fp16 */
 	uint16_t	*v;		/* [n_layer][n_ctx][kv_dim] fp16 */
+	struct mem_region *mem;		/* k then v, as model->kv_mem says */
 };
 
 int  fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out);

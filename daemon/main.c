@@ -2,7 +2,7 @@
  * main.c - hearthd: serve local LLM inference over a Unix socket.
  *
  *	hearthd [-dn] [-a ADMIN_SOCKET] [-c CONFIG] [-m MODELS_DIR]
- *		[-s SOCKET] [-t THREADS]
+ *		[-s SOCKET] [-t THREADS] [--numa-topology FILE]
  *
  * Runs in the foreground and logs to standard error (hearthd(8)).
  * Defaults: the socket $XDG_RUNTIME_DIR/hearth/hearth.sock for a user,
@@ -11,9 +11,12 @@
  * /var/lib/hearth/models; the configuration ~/.config/hearth/hearth.conf
  * or SYSCONFDIR/hearth/hearth.conf when it exists. -n checks the
  * configuration and exits. SIGHUP reloads the configuration; SIGTERM
- * and SIGINT drain and stop.
+ * and SIGINT drain and stop. --numa-topology FILE places models on a
+ * simulated NUMA topology (numa_topo.h gives the format) instead of the
+ * machine's.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "registry.h"
 #include "server.h"
 
 #ifndef HEARTH_SYSCONFDIR
@@ -35,7 +39,8 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: hearthd [-dn] [-a admin_socket] [-c config] "
-	    "[-m models_dir] [-s socket] [-t threads]\n");
+	    "[-m models_dir] [-s socket] [-t threads]\n"
+	    "               [--numa-topology file]\n");
 	exit(2);
 }
 
@@ -92,7 +97,12 @@ main(int argc, char **argv)
 	struct srv_opts so;
 	struct config *cfg;
 	struct srv srv;
-	const char *opt_config = NULL, *home, *xdg;
+	static const struct option longopts[] = {
+		{ "numa-topology", required_argument, NULL, 'N' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *opt_config = NULL, *opt_topo = NULL, *home, *xdg;
+	char bud[32];
 	char err[CONFIG_ERR_MAX + 64], *socket_path = NULL, *models_dir = NULL;
 	char *config_path = NULL;
 	bool is_root = geteuid() == 0, check = false, loaded = false;
@@ -100,8 +110,12 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(&ov, 0, sizeof(ov));
-	while ((ch = getopt(argc, argv, "a:c:dhm:ns:t:")) != -1) {
+	while ((ch = getopt_long(argc, argv, "a:c:dhm:ns:t:", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
+		case 'N':
+			opt_topo = optarg;
+			break;
 		case 'a':
 			ov.admin_socket_path = optarg;
 			break;
@@ -199,6 +213,15 @@ main(int argc, char **argv)
 	    is_root ? 0755 : 0700)) < 0)
 		log_warnx("hearthd: %s: %s", models_dir, strerror(-r));
 
+	if (reg_memory_init(opt_topo, err, sizeof(err)) < 0) {
+		log_warnx("hearthd: %s", err);
+		config_free(cfg);
+		free(cfg);
+		free(config_path);
+		free(socket_path);
+		free(models_dir);
+		fatalx("hearthd: cannot start");
+	}
 	memset(&so, 0, sizeof(so));
 	so.socket_path = socket_path;
 	so.admin_socket_path = cfg->admin_socket_path;
@@ -225,6 +248,10 @@ main(int argc, char **argv)
 		log_info("hearthd: models in %s, keep_alive %lld s, %u slots "
 		    "per model", models_dir, (long long)srv.cfg->keep_alive,
 		    srv.cfg->n_parallel);
+	mem_fmt_bytes(reg_budget(srv.reg), bud, sizeof(bud));
+	log_info("hearthd: memory budget %s (%s), at most %u models "
+	    "resident", bud, srv.cfg->memory_budget != NULL ?
+	    srv.cfg->memory_budget : "80% of RAM", srv.cfg->max_models);
 	if (loaded)
 		log_info("hearthd: configuration %s: %zu [model] and %zu "
 		    "[access] sections", config_path, srv.cfg->n_models,

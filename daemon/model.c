@@ -269,10 +269,21 @@ model_check_tensor(const struct gguf *g, struct model_want *w,
 	return 0;
 }
 
+/* Read tensor t's bytes (bounds checked by model_check_tensor) into dst. */
+static int
+model_load_bytes(struct model *m, struct mem_loader *l,
+    const struct gguf_tensor *t, void *dst, size_t size, struct eng_err *err)
+{
+	if (t->nbytes > size)
+		return err_set(err, -EINVAL, "tensor '%s' too large", t->name.s);
+	return mem_loader_read(l, m->gguf->data_offset + t->offset, dst,
+	    t->nbytes, err);
+}
+
 /* Copy one checked tensor into the model's memory. */
 static int
-model_read_tensor(struct model *m, struct model_want *w, uint8_t *scratch,
-    size_t scratch_size, struct eng_err *err)
+model_read_tensor(struct model *m, struct mem_loader *l, struct model_want *w,
+    uint8_t *scratch, size_t scratch_size, struct eng_err *err)
 {
 	uint8_t *dst = (uint8_t *)m->mem + w->off;
 	float *f;
@@ -288,13 +299,12 @@ model_read_tensor(struct model *m, struct model_want *w, uint8_t *scratch,
 		w->w->layout = w->pack ? m->ops->layout : KERN_LAYOUT_ROWS;
 		w->w->data = dst;
 		if (!w->pack || m->ops->layout == KERN_LAYOUT_ROWS)
-			return gguf_read_tensor(m->gguf, w->t, dst, w->size,
-			    err);
+			return model_load_bytes(m, l, w->t, dst, w->size, err);
 		/* read the GGUF rows once, keep them repacked */
 		if (w->t->nbytes > scratch_size)
 			return err_set(err, -EINVAL, "tensor '%s' too large",
 			    w->name);
-		r = gguf_read_tensor(m->gguf, w->t, scratch, scratch_size, err);
+		r = model_load_bytes(m, l, w->t, scratch, scratch_size, err);
 		if (r < 0)
 			return r;
 		m->ops->pack(w->t->type, scratch, w->ne1, w->ne0, dst);
@@ -303,7 +313,7 @@ model_read_tensor(struct model *m, struct model_want *w, uint8_t *scratch,
 	/* 1-D: read the raw data, then widen to float32 in place. */
 	if (w->t->nbytes > scratch_size)
 		return err_set(err, -EINVAL, "tensor '%s' too large", w->name);
-	r = gguf_read_tensor(m->gguf, w->t, scratch, scratch_size, err);
+	r = model_load_bytes(m, l, w->t, scratch, scratch_size, err);
 	if (r < 0)
 		return r;
 	f = (float *)dst;
@@ -317,10 +327,31 @@ model_read_tensor(struct model *m, struct model_want *w, uint8_t *scratch,
 	return 0;
 }
 
+void
+model_load_opts_default(struct model_load_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	mem_params_default(&o->mem);
+	mem_params_default(&o->kv_mem);
+	o->lock = true;
+	o->direct = MEM_DIRECT_AUTO;
+}
+
 int
 model_open(const char *path, model_progress_fn progress, void *arg,
     struct model **out, struct eng_err *err)
 {
+	return model_open_opts(path, NULL, progress, arg, out, err);
+}
+
+int
+model_open_opts(const char *path, const struct model_load_opts *o,
+    model_progress_fn progress, void *arg, struct model **out,
+    struct eng_err *err)
+{
+	struct model_load_opts def;
+	struct mem_load_opts lo;
+	struct mem_loader *ldr = NULL;
 	struct model *m = NULL;
 	struct model_want *want = NULL;
 	struct model_hparams *hp;
@@ -328,7 +359,6 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 	const float *rope_ff = NULL;	/* [n_rot/2] frequency factors */
 	uint8_t *scratch = NULL;
 	size_t n_want = 0, max_want, i, off, scratch_size;
-	uint64_t done = 0;
 	uint32_t l, q_dim, kv_dim;
 	int r;
 
@@ -449,29 +479,48 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 		m->n_params += want[i].t->nelems;
 	}
 	m->mem_size = off;
-	if (posix_memalign(&m->mem, MODEL_ALIGN, off ? off : MODEL_ALIGN) != 0) {
-		m->mem = NULL;
-		r = err_set(err, -ENOMEM, "cannot allocate %zu bytes for weights",
-		    off);
+	if (o == NULL) {
+		model_load_opts_default(&def);
+		o = &def;
+	}
+	/* anonymous memory of our own: a file changed on disk cannot fault */
+	if ((r = mem_region_new(off ? off : MODEL_ALIGN, &o->mem, NULL,
+	    &m->weights, err)) < 0) {
+		err_prefix(err, r, "weights (%zu bytes)", off);
 		goto fail;
 	}
+	m->mem = m->weights->addr;
+	m->kv_mem = o->kv_mem;
+	memset(&lo, 0, sizeof(lo));
+	lo.direct = o->direct;
+	lo.drop_cache = true;
+	lo.cancel = o->cancel;
+	for (i = 0; i < n_want; i++)
+		if (want[i].t != NULL)
+			lo.total += want[i].t->nbytes;
+	lo.progress = progress;
+	lo.arg = arg;
+	if ((r = mem_loader_new(m->gguf->fd, &lo, &ldr, err)) < 0)
+		goto fail_path;
 	if ((scratch = malloc(scratch_size ? scratch_size : 1)) == NULL) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 
-	/* Pass 2: copy. */
+	/* Pass 2: copy (the loader reports progress and cancels). */
 	for (i = 0; i < n_want; i++) {
-		if ((r = model_read_tensor(m, &want[i], scratch, scratch_size,
-		    err)) < 0)
+		if ((r = model_read_tensor(m, ldr, &want[i], scratch,
+		    scratch_size, err)) < 0) {
+			if (r == -ECANCELED)
+				goto fail;
 			goto fail_path;
-		if (want[i].t != NULL)
-			done += want[i].size;
-		if (progress != NULL && progress(done, m->mem_size, arg) != 0) {
-			r = err_set(err, -ECANCELED, "load cancelled");
-			goto fail;
 		}
 	}
+	mem_loader_free(ldr);
+	ldr = NULL;
+	m->lock_status = 1;
+	if (o->lock)
+		m->lock_status = mem_region_lock(m->weights, &m->lock_warn);
 	if (m->output.data == NULL) {
 		m->output = m->tok_embd;
 		m->tied = true;
@@ -510,6 +559,7 @@ model_open(const char *path, model_progress_fn progress, void *arg,
 fail_path:
 	err_prefix(err, r, "%s", path);
 fail:
+	mem_loader_free(ldr);
 	if (want != NULL) {
 		for (i = 0; i < n_want; i++)
 			free((char *)want[i].name);
@@ -563,7 +613,7 @@ model_free(struct model *m)
 	if (m == NULL)
 		return;
 	kern_pool_free(m->pool);
-	free(m->mem);
+	mem_region_free(m->weights);
 	free(m->layers);
 	free(m->rope_freq);
 	tok_free(m->tok);

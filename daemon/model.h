@@ -9,12 +9,14 @@
 #ifndef HEARTH_MODEL_H
 #define HEARTH_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
 #include "gguf.h"
+#include "memory.h"
 #include "tokenizer.h"
 
 enum model_arch {
@@ -85,8 +87,15 @@ struct model {
 	bool			 tied;		/* output shares token_embd */
 	float			*rope_freq;	/* [n_rot/2] theta_i per position */
 	struct model_layer	*layers;	/* [n_layer] */
-	void			*mem;		/* all weights, one allocation */
+	void			*mem;		/* all weights: weights->addr */
 	size_t			 mem_size;
+	struct mem_region	*weights;	/* the anonymous memory of mem,
+						 * with the pages it got */
+	int			 lock_status;	/* 0: weights mlocked; -errno
+						 * with lock_warn; 1: not asked */
+	struct eng_err		 lock_warn;	/* why mlock failed, how to
+						 * raise RLIMIT_MEMLOCK */
+	struct mem_params	 kv_mem;	/* how fwd_kv_new allocates */
 	uint64_t		 n_params;	/* elements of all weights */
 	const struct kern_ops	*ops;		/* the kernels (kern_ops() at
 						 * load); weights are in their
@@ -100,6 +109,23 @@ typedef int (*model_progress_fn)(uint64_t done, uint64_t total, void *arg);
 
 int  model_open(const char *path, model_progress_fn progress, void *arg,
 	    struct model **out, struct eng_err *err);
+
+/* How model_open_opts() allocates and reads the weights. */
+struct model_load_opts {
+	struct mem_params mem;		/* pages and NUMA policy of the
+					 * weights (mem_params_default) */
+	struct mem_params kv_mem;	/* the same for KV caches */
+	bool		 lock;		/* mlock the weights (true) */
+	enum mem_direct	 direct;	/* O_DIRECT reads (AUTO) */
+	const atomic_bool *cancel;	/* set: the load fails with
+					 * -ECANCELED at the next read; NULL */
+};
+
+void model_load_opts_default(struct model_load_opts *o);
+/* model_open with o (NULL: the defaults). */
+int  model_open_opts(const char *path, const struct model_load_opts *o,
+	    model_progress_fn progress, void *arg, struct model **out,
+	    struct eng_err *err);
 void model_free(struct model *m);	/* accepts NULL */
 
 /*

@@ -16,6 +16,7 @@
 
 #include "conn.h"
 #include "dispatch.h"
+#include "kernels.h"
 #include "log.h"
 #include "meta.h"
 #include "registry.h"
@@ -46,19 +47,29 @@ struct registry {
 	TAILQ_HEAD(, reg_cache)	 cache;		/* list info by file */
 	uint64_t		 gone_prompt;	/* tokens of unloaded models */
 	uint64_t		 gone_generated;
+	struct numa_usage	 usage;		/* placements of admitted models */
 };
+
+static struct numa_topo	reg_topo;	/* the machine's or simulated */
+static bool		reg_topo_ok;	/* reg_memory_init ran */
+static uint64_t		reg_ram;	/* RAM the budget is a share of */
 
 /* Memory a reply points into, kept in resp->mem until reg_reply_free. */
 struct reg_reply_mem {
 	void			*array;		/* list/ps entries */
 	struct meta_show	 show;
 	struct gguf		*g;		/* show: opened for it */
+	char			 strs[3][NUMA_REASON_MAX + 256]; /* show:
+						 * residency values */
 };
 
 static void reg_model_free(struct reg_model *rm);
 static void reg_unload_now(struct reg_model *rm);
 static void reg_check_idle(struct reg_model *rm);
 static int  reg_start_load(struct reg_model *rm, struct proto_err *err);
+static void reg_release(struct reg_model *rm);
+static void reg_load_opts(const struct config *cfg, const char *name,
+	    struct reg_load_opts *lo);
 
 int
 reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
@@ -66,7 +77,10 @@ reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
 {
 	struct registry *r;
 	struct stat st;
+	int rc;
 
+	if (!reg_topo_ok && (rc = reg_memory_init(NULL, err, errsize)) < 0)
+		return rc;
 	if (stat(dir, &st) != 0) {
 		snprintf(err, errsize, "models directory %s: %s", dir,
 		    strerror(errno));
@@ -249,6 +263,34 @@ reg_load_opts(const struct config *cfg, const char *name,
 	lo->n_batch = cfg->n_batch;
 	lo->prefill_chunk = cfg->prefill_chunk;
 	lo->max_queue = cfg->max_queue;
+	model_load_opts_default(&lo->mo);
+	if (cfg->has_pages)
+		lo->mo.mem.pages = lo->mo.kv_mem.pages = cfg->pages;
+}
+
+/* Bind the memory of a load to its placement (not on a simulated or
+ * single-node topology). */
+static void
+reg_bind(struct reg_model *rm)
+{
+	const struct numa_place *p = &rm->place;
+	struct mem_params *w = &rm->lo.mo.mem, *kv = &rm->lo.mo.kv_mem;
+
+	rm->lo.mo.cancel = &rm->cancel;
+	if (reg_topo.simulated || p->single_node || !reg_topo.libnuma)
+		return;
+	w->nodes = numa_place_kernel_nodes(&reg_topo, p->weight_nodes);
+	/* one copy of the weights: replicate reads the first node's */
+	w->numa = p->policy == NUMA_POLICY_INTERLEAVE ? MEM_NUMA_INTERLEAVE :
+	    MEM_NUMA_PREFERRED;
+	if (p->kv_node >= 0) {
+		kv->numa = MEM_NUMA_PREFERRED;
+		kv->nodes = numa_place_kernel_nodes(&reg_topo,
+		    (uint64_t)1 << p->kv_node);
+	} else {
+		kv->numa = MEM_NUMA_INTERLEAVE;
+		kv->nodes = w->nodes;
+	}
 }
 
 /* The loader thread: read the weights, start the scheduler. */
@@ -262,7 +304,8 @@ reg_load_main(void *arg)
 	struct sched *sc = NULL;
 	int r;
 
-	r = model_open(rm->path, reg_load_progress, rm, &m, &err);
+	r = model_open_opts(rm->path, &rm->lo.mo, reg_load_progress, rm, &m,
+	    &err);
 	if (r == 0 && rm->lo.threads != 0 &&
 	    (r = model_set_threads(m, rm->lo.threads)) < 0) {
 		err_set(&err, r, "cannot start %u threads: %s",
@@ -287,7 +330,6 @@ reg_start_load(struct reg_model *rm, struct proto_err *err)
 {
 	int r;
 
-	reg_load_opts(rm->reg->srv->cfg, rm->name, &rm->lo);
 	atomic_store(&rm->cancel, false);
 	rm->prog_posted = 0;
 	rm->prog_done = rm->prog_total = 0;
@@ -303,23 +345,242 @@ reg_start_load(struct reg_model *rm, struct proto_err *err)
 
 static void reg_ka_cb(evutil_socket_t, short, void *);
 
-/* Unload the least recently used idle model; false if none is idle. */
-static bool
-reg_evict(struct registry *r)
-{
-	struct reg_model *rm, *best = NULL;
+/* ---- residency: cost, placement, budget ---- */
 
-	TAILQ_FOREACH(rm, &r->models, entry)
-		if (rm->state == REG_RESIDENT && rm->active == 0 &&
-		    !rm->pinned && TAILQ_EMPTY(&rm->waiters) &&
-		    (best == NULL || rm->last_use < best->last_use))
-			best = rm;
-	if (best == NULL)
-		return false;
-	log_info("registry: unloading %s to make room (max_models %u)",
-	    best->name, r->srv->cfg->max_models);
-	reg_unload_now(best);
-	return true;
+int
+reg_memory_init(const char *topo_file, char *err, size_t errsize)
+{
+	struct eng_err ee = { "" };
+	char buf[4096], *line, *save = NULL;
+	uint64_t ram = 0;
+	int rc;
+
+	if (topo_file != NULL)
+		rc = numa_topo_load(topo_file, &reg_topo, &ee);
+	else
+		rc = numa_topo_read(&reg_topo, &ee);
+	if (rc < 0) {
+		snprintf(err, errsize, "NUMA topology%s%s: %s", topo_file ?
+		    " " : "", topo_file ? topo_file : "", ee.msg);
+		return rc;
+	}
+	if ((rc = budget_ram_total(&ram)) < 0) {
+		log_warnx("registry: cannot read the RAM size (%s); the "
+		    "default memory budget is unlimited", strerror(-rc));
+		ram = UINT64_MAX / 100;
+	}
+	reg_ram = ram;
+	reg_topo_ok = true;
+	log_info("registry: NUMA topology: %u node%s (%s)", reg_topo.n_nodes,
+	    reg_topo.n_nodes == 1 ? "" : "s", reg_topo.simulated ?
+	    "simulated" : reg_topo.libnuma ? "libnuma" : "no NUMA");
+	if (numa_topo_format(&reg_topo, buf, sizeof(buf)) == 0)
+		for (line = strtok_r(buf, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			log_info("registry: topology: %s", line);
+	return 0;
+}
+
+const struct numa_topo *
+reg_topology(void)
+{
+	return &reg_topo;
+}
+
+uint64_t
+reg_budget(const struct registry *r)
+{
+	const char *b = r->srv->cfg->memory_budget;
+	uint64_t v;
+
+	if (b != NULL && budget_parse(b, reg_ram, &v) == 0)
+		return v;
+	return budget_default(reg_ram);
+}
+
+/* Bytes a weight takes in the kernels' layout (0: as in the GGUF). */
+static uint64_t
+reg_pack_size(uint32_t type, uint64_t rows, uint64_t cols, void *arg)
+{
+	const struct kern_ops *ops = arg;
+
+	if (ops == NULL || ops->layout == KERN_LAYOUT_ROWS)
+		return 0;
+	return ops->pack_size(type, (size_t)rows, (size_t)cols);
+}
+
+/* The NUMA policy of a model: its [model] section, else [daemon]'s. */
+static enum numa_policy
+reg_policy(const struct config *cfg, const char *name)
+{
+	const struct config_model *cm = config_model_find(cfg, name);
+
+	if (cm != NULL && cm->has_numa)
+		return cm->numa;
+	return cfg->has_numa ? cfg->numa : NUMA_POLICY_AUTO;
+}
+
+/*
+ * A model's cost and placement from its file's header, with the load
+ * options lo: 0, or -errno with err (model_error).
+ */
+static int
+reg_estimate(struct registry *r, const char *name, const char *path,
+    const struct reg_load_opts *lo, struct budget_cost *cost,
+    uint32_t *n_ctx, struct numa_place *place, struct proto_err *err)
+{
+	struct eng_err ee = { "" };
+	struct budget_shape sh;
+	struct numa_want w;
+	struct gguf *g;
+	int rc;
+
+	if ((rc = gguf_open(path, &g, &ee)) < 0)
+		return proto_err_set(err, rc == -ENOMEM ? PROTO_E_INTERNAL :
+		    PROTO_E_MODEL_ERROR, rc, "cannot load model %s: %s", name,
+		    ee.msg);
+	memset(&sh, 0, sizeof(sh));
+	rc = budget_shape_gguf(g, reg_pack_size, (void *)kern_ops(), &sh,
+	    &ee);
+	gguf_close(g);
+	if (rc < 0)
+		return proto_err_set(err, PROTO_E_MODEL_ERROR, rc,
+		    "cannot load model %s: %s", name, ee.msg);
+	/* as reg_sched_params will set it */
+	sh.n_ctx = 4096;
+	if (sh.n_ctx_train > 0 && sh.n_ctx_train < sh.n_ctx)
+		sh.n_ctx = sh.n_ctx_train;
+	if (lo->n_ctx != 0) {
+		sh.n_ctx = lo->n_ctx;
+		if (sh.n_ctx_train > 0 && sh.n_ctx > sh.n_ctx_train)
+			sh.n_ctx = sh.n_ctx_train;
+	}
+	sh.n_parallel = lo->n_parallel;
+	sh.kv_type = BUDGET_KV_F16;
+	sh.copies = 1;		/* the loader keeps one copy (see show) */
+	sh.scratch_bytes = budget_scratch_estimate(&sh, lo->n_batch);
+	if ((rc = budget_cost(&sh, cost)) < 0)
+		return proto_err_set(err, PROTO_E_MODEL_ERROR, rc,
+		    "model %s: its memory does not fit in 64 bits", name);
+	memset(&w, 0, sizeof(w));
+	w.weight_bytes = cost->weights;
+	w.other_bytes = cost->kv + cost->scratch;
+	w.policy = reg_policy(r->srv->cfg, name);
+	w.threads = lo->threads;
+	if ((rc = numa_place(&reg_topo, &r->usage, &w, place)) < 0)
+		return proto_err_set(err, PROTO_E_INTERNAL, rc,
+		    "model %s: no NUMA placement: %s", name, strerror(-rc));
+	*n_ctx = sh.n_ctx;
+	return 0;
+}
+
+/* Give back what rm was admitted with. */
+static void
+reg_release(struct reg_model *rm)
+{
+	if (!rm->admitted)
+		return;
+	numa_usage_sub(&rm->reg->usage, &rm->place);
+	rm->admitted = false;
+}
+
+/*
+ * Admit rm (not admitted yet; it may be in the list) at its cost:
+ * unload the idle models the budget says must go, or refuse with the
+ * numbers. 0 or -errno with err.
+ */
+static int
+reg_admit(struct registry *r, struct reg_model *rm, struct proto_err *err)
+{
+	struct budget_model *res = NULL;
+	struct budget_decision dec;
+	struct reg_model *o, **idx = NULL, **victims = NULL;
+	size_t n = 0, i, *evict = NULL;
+	uint64_t budget = reg_budget(r), busy_unpinned = 0;
+	char w[32], k[32], sc[32];
+	int rc = 0;
+
+	if (r->n_models > 0 && ((res = calloc(r->n_models, sizeof(*res))) ==
+	    NULL || (idx = calloc(r->n_models, sizeof(*idx))) == NULL ||
+	    (evict = calloc(r->n_models, sizeof(*evict))) == NULL ||
+	    (victims = calloc(r->n_models, sizeof(*victims))) == NULL)) {
+		rc = proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+		goto out;
+	}
+	TAILQ_FOREACH(o, &r->models, entry) {
+		if (o == rm || !o->admitted || n >= r->n_models)
+			continue;
+		res[n].name = o->name;
+		res[n].bytes = o->cost.total;
+		res[n].last_use = (uint64_t)(o->last_use * 1e6);
+		res[n].pinned = o->pinned;
+		res[n].busy = o->state != REG_RESIDENT || o->active > 0 ||
+		    !TAILQ_EMPTY(&o->waiters);
+		if (res[n].busy && !res[n].pinned)
+			busy_unpinned += res[n].bytes;
+		idx[n++] = o;
+	}
+	if ((rc = budget_admit(budget, r->srv->cfg->max_models, res, n,
+	    rm->name, rm->cost.total, evict, &dec)) < 0) {
+		rc = proto_err_set(err, PROTO_E_INTERNAL, rc,
+		    "model %s: cannot count the memory of resident models",
+		    rm->name);
+		goto out;
+	}
+	switch (dec.verdict) {
+	case BUDGET_FITS:
+		break;
+	case BUDGET_EVICT:
+		log_info("registry: %s", dec.message);
+		for (i = 0; i < dec.n_evict; i++)
+			victims[i] = idx[evict[i]];
+		for (i = 0; i < dec.n_evict; i++) {
+			log_info("registry: evicting %s (idle, unpinned, least "
+			    "recently used)", victims[i]->name);
+			reg_unload_now(victims[i]);	/* frees it: idle */
+		}
+		break;
+	case BUDGET_REFUSE:
+		mem_fmt_bytes(rm->cost.weights, w, sizeof(w));
+		mem_fmt_bytes(rm->cost.kv, k, sizeof(k));
+		mem_fmt_bytes(rm->cost.scratch, sc, sizeof(sc));
+		log_warnx("registry: refusing %s: %s (weights %s, KV %s, "
+		    "scratch %s)", rm->name, dec.message, w, k, sc);
+		/* busy models may go idle: retry later; else it never fits */
+		rc = proto_err_set(err, busy_unpinned > 0 ||
+		    (r->srv->cfg->max_models > 0 &&
+		    n >= r->srv->cfg->max_models && rm->cost.total <=
+		    budget) ? PROTO_E_BUSY : PROTO_E_TOO_LARGE, -ENOMEM,
+		    "%s (weights %s, KV %s, scratch %s)", dec.message, w, k,
+		    sc);
+		goto out;
+	}
+	numa_usage_add(&r->usage, &rm->place);
+	rm->admitted = true;
+out:
+	free(res);
+	free(idx);
+	free(evict);
+	free(victims);
+	return rc;
+}
+
+/* Cost, place and admit rm for a (re)load; 0 or -errno with err. */
+static int
+reg_prepare(struct reg_model *rm, struct proto_err *err)
+{
+	struct registry *r = rm->reg;
+	int rc;
+
+	reg_release(rm);	/* a load that failed before it ended */
+	reg_load_opts(r->srv->cfg, rm->name, &rm->lo);
+	rm->policy = reg_policy(r->srv->cfg, rm->name);
+	if ((rc = reg_estimate(r, rm->name, rm->path, &rm->lo, &rm->cost,
+	    &rm->n_ctx, &rm->place, err)) < 0)
+		return rc;
+	reg_bind(rm);
+	return reg_admit(r, rm, err);
 }
 
 int
@@ -339,13 +600,6 @@ reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
 	}
 	if ((rc = reg_path(r, name, &path, err)) < 0)
 		return rc;
-	while (r->n_models >= r->srv->cfg->max_models)
-		if (!reg_evict(r)) {
-			free(path);
-			return proto_err_set(err, PROTO_E_BUSY, -EBUSY,
-			    "%u models are resident or loading and busy; "
-			    "try again later", r->n_models);
-		}
 	if ((rm = calloc(1, sizeof(*rm))) == NULL ||
 	    (rm->name = strdup(name)) == NULL ||
 	    (rm->ka_timer = evtimer_new(r->srv->base, reg_ka_cb, rm)) ==
@@ -370,7 +624,8 @@ reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
 	rm->last_use = srv_now();
 	TAILQ_INIT(&rm->waiters);
 	TAILQ_INIT(&rm->unloaders);
-	if ((rc = reg_start_load(rm, err)) < 0) {
+	if ((rc = reg_prepare(rm, err)) < 0 ||
+	    (rc = reg_start_load(rm, err)) < 0) {
 		reg_model_free(rm);
 		return rc;
 	}
@@ -536,7 +791,7 @@ reg_after_unload(struct reg_model *rm)
 		return;
 	}
 	memset(&e, 0, sizeof(e));
-	if (reg_start_load(rm, &e) < 0) {
+	if (reg_prepare(rm, &e) < 0 || reg_start_load(rm, &e) < 0) {
 		reg_fail_waiters(rm, PROTO_E_INTERNAL, e.msg);
 		reg_remove(rm);
 	}
@@ -565,6 +820,7 @@ reg_unload_now(struct reg_model *rm)
 		model_free(rm->m);
 		rm->m = NULL;
 	}
+	reg_release(rm);
 	rm->state = REG_LOADING;	/* neither resident nor unloading */
 	rm->active = 0;
 	srv_changed(r->srv);
@@ -588,6 +844,51 @@ reg_progress(struct reg_model *rm, uint64_t done, uint64_t total)
 		resp.u.progress.total = total;
 		conn_reply(d->conn, &resp);
 	}
+}
+
+/* "pages" of a resident model: what its memory is known to be made of. */
+static void
+reg_pages(const struct reg_model *rm, char *buf, size_t size)
+{
+	if (rm->m == NULL || rm->m->weights == NULL) {
+		snprintf(buf, size, "not resident");
+		return;
+	}
+	mem_usage_format(&rm->m->weights->usage, buf, size);
+}
+
+/* The placement of rm as one line. */
+static void
+reg_placement(const struct reg_model *rm, char *buf, size_t size)
+{
+	/* memory is bound (reg_bind); the worker pool is not pinned */
+	snprintf(buf, size, "%s: %s (%s)", numa_policy_name(rm->place.policy),
+	    rm->place.reason, reg_topo.simulated ? "simulated topology: "
+	    "decided, not bound" : rm->place.single_node ? "one node" :
+	    rm->place.policy == NUMA_POLICY_REPLICATE ? "one copy of the "
+	    "weights, preferring the first node: the loader does not "
+	    "replicate yet; threads not pinned yet" : "memory bound; "
+	    "threads not pinned yet");
+}
+
+/* Log what a resident model costs, where it is and its residency. */
+static void
+reg_log_residency(const struct reg_model *rm)
+{
+	char w[32], k[32], sc[32], t[32], b[32], pages[96];
+	char place[NUMA_REASON_MAX + 256];
+
+	mem_fmt_bytes(rm->cost.weights, w, sizeof(w));
+	mem_fmt_bytes(rm->cost.kv, k, sizeof(k));
+	mem_fmt_bytes(rm->cost.scratch, sc, sizeof(sc));
+	mem_fmt_bytes(rm->cost.total, t, sizeof(t));
+	mem_fmt_bytes(reg_budget(rm->reg), b, sizeof(b));
+	reg_pages(rm, pages, sizeof(pages));
+	reg_placement(rm, place, sizeof(place));
+	log_info("registry: %s memory: weights %s, KV %s, scratch %s = %s "
+	    "of budget %s; pages: %s; %s", rm->name, w, k, sc, t, b, pages,
+	    rm->pinned ? "pinned" : "evictable when idle");
+	log_info("registry: %s numa: %s", rm->name, place);
 }
 
 void
@@ -630,6 +931,9 @@ reg_loaded(struct reg_model *rm, struct model *m, struct sched *s, int rc,
 	    model_arch_name(m->hp.arch), (double)m->mem_size / 1e6,
 	    (double)(st.kv_bytes + st.scratch_bytes) / 1e6, rm->sp.n_parallel,
 	    rm->sp.n_ctx, model_threads(m), rm->load_ms);
+	reg_log_residency(rm);
+	if (m->lock_status < 0)
+		log_warnx("registry: %s: %s", rm->name, m->lock_warn.msg);
 	if (rm->unload_asked) {
 		reg_unload_now(rm);
 		return;
@@ -719,6 +1023,7 @@ reg_model_free(struct reg_model *rm)
 	}
 	sched_free(rm->s);
 	model_free(rm->m);
+	reg_release(rm);
 	if (rm->ka_timer != NULL)
 		event_free(rm->ka_timer);
 	free(rm->name);
@@ -899,6 +1204,81 @@ reg_gguf(struct registry *r, const char *name, struct gguf **g, bool *owned,
 	return 0;
 }
 
+#define REG_SHOW_EXTRA	12	/* entries reg_show_residency adds */
+
+/*
+ * Append hearth.* entries to a show reply: the model's cost (what it
+ * costs resident, or would cost loaded now), the budget, pin, pages and
+ * NUMA placement. Skipped when the reply has no room or no estimate.
+ */
+static void
+reg_show_residency(struct registry *r, const char *name,
+    struct reg_reply_mem *mem)
+{
+	struct meta_show *sh = &mem->show;
+	const struct config_model *cm;
+	struct reg_model *rm, tmp;
+	struct proto_meta *v, *e;
+	struct proto_err pe;
+	char *path;
+	bool resident;
+
+	if (sh->n_meta + REG_SHOW_EXTRA > r->srv->limits.max_items)
+		return;
+	if ((rm = reg_find(r, name)) == NULL || !rm->admitted) {
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.reg = r;
+		memset(&pe, 0, sizeof(pe));
+		if (reg_path(r, name, &path, &pe) < 0)
+			return;
+		reg_load_opts(r->srv->cfg, name, &tmp.lo);
+		tmp.policy = reg_policy(r->srv->cfg, name);
+		if (reg_estimate(r, name, path, &tmp.lo, &tmp.cost, &tmp.n_ctx,
+		    &tmp.place, &pe) < 0) {
+			free(path);
+			return;
+		}
+		free(path);
+		cm = config_model_find(r->srv->cfg, name);
+		tmp.pinned = cm != NULL && cm->pin;
+		rm = &tmp;
+	}
+	resident = rm != &tmp && rm->m != NULL;
+	if ((v = realloc(sh->meta, (sh->n_meta + REG_SHOW_EXTRA) *
+	    sizeof(*v))) == NULL)
+		return;
+	sh->meta = v;
+	e = &v[sh->n_meta];
+	memset(e, 0, REG_SHOW_EXTRA * sizeof(*e));
+#define REG_U(i, k, val) do { e[i].key = (k); e[i].type = PROTO_META_UINT; \
+	e[i].u = (val); } while (0)
+#define REG_B(i, k, val) do { e[i].key = (k); e[i].type = PROTO_META_BOOL; \
+	e[i].b = (val); } while (0)
+#define REG_S(i, k, val) do { e[i].key = (k); e[i].type = PROTO_META_STR; \
+	e[i].s = (val); e[i].s_len = strlen(val); } while (0)
+	REG_B(0, "hearth.resident", resident);
+	REG_B(1, "hearth.pinned", rm->pinned);
+	REG_U(2, "hearth.memory.weights", rm->cost.weights);
+	REG_U(3, "hearth.memory.kv", rm->cost.kv);
+	REG_U(4, "hearth.memory.scratch", rm->cost.scratch);
+	REG_U(5, "hearth.memory.total", rm->cost.total);
+	REG_U(6, "hearth.memory.budget", reg_budget(r));
+	REG_U(7, "hearth.numa.nodes", reg_topo.n_nodes);
+	REG_S(8, "hearth.numa.policy", numa_policy_name(rm->place.policy));
+	reg_placement(rm, mem->strs[0], sizeof(mem->strs[0]));
+	REG_S(9, "hearth.numa.placement", mem->strs[0]);
+	if (resident)
+		reg_pages(rm, mem->strs[1], sizeof(mem->strs[1]));
+	else
+		snprintf(mem->strs[1], sizeof(mem->strs[1]), "not resident");
+	REG_S(10, "hearth.memory.pages", mem->strs[1]);
+	REG_U(11, "hearth.n_ctx", rm->n_ctx);
+#undef REG_U
+#undef REG_B
+#undef REG_S
+	sh->n_meta += REG_SHOW_EXTRA;
+}
+
 int
 reg_show(struct registry *r, const char *name, struct proto_response *resp,
     struct proto_err *err)
@@ -918,6 +1298,7 @@ reg_show(struct registry *r, const char *name, struct proto_response *resp,
 	if (meta_show(g, &r->srv->limits, &mem->show) < 0)
 		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
 		    "out of memory");
+	reg_show_residency(r, name, mem);
 	resp->u.show.model = name;
 	resp->u.show.meta = mem->show.meta;
 	resp->u.show.n_meta = mem->show.n_meta;
@@ -930,6 +1311,25 @@ reg_memory(const struct reg_model *rm, struct sched_stats *st)
 {
 	sched_get_stats(rm->s, st);
 	return rm->m->mem_size + st->kv_bytes + st->scratch_bytes;
+}
+
+/* The largest kind of page most of the weights are in, for ps. */
+static const char *
+reg_ps_pages(const struct reg_model *rm)
+{
+	const struct mem_usage *u;
+
+	if (rm->m == NULL || rm->m->weights == NULL)
+		return rm->reg->srv->hugepages;
+	u = &rm->m->weights->usage;
+	if (u->huge_1g > 0 && u->huge_1g >= mem_usage_total(u) / 2)
+		return "1G";
+	if (u->huge_1g + u->huge_2m >= mem_usage_total(u) / 2 &&
+	    u->huge_2m > 0)
+		return "2M";
+	if (u->thp > 0 && u->thp >= mem_usage_total(u) / 2)
+		return "thp";
+	return "none";
 }
 
 int
@@ -953,7 +1353,7 @@ reg_ps(struct registry *r, struct proto_response *resp,
 			continue;
 		v[n].name = rm->name;
 		v[n].memory = reg_memory(rm, &st);
-		v[n].hugepages = r->srv->hugepages;
+		v[n].hugepages = reg_ps_pages(rm);
 		v[n].clients = st.clients;
 		v[n].tokens = st.prompt_tokens + st.generated_tokens;
 		if (rm->keep_alive < 0 || rm->pinned)

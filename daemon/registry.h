@@ -9,8 +9,17 @@
  * Once no request runs or waits, it stays resident for its keep-alive
  * (the last request's, else the configuration's; -1 forever) and is
  * then unloaded; an unload request waits for the running requests
- * first. When max_models are resident, loading another unloads the
- * least recently used idle one (or answers busy).
+ * first.
+ *
+ * Residency: before a load starts, the model's cost (weights as
+ * repacked, KV cache at its n_ctx and n_parallel, scratch) is computed
+ * from the file's header and admitted against the memory budget
+ * (memory_budget, default 80% of RAM) and max_models: the least
+ * recently used idle, unpinned models are unloaded to make room; when
+ * that is not enough the load is refused with the numbers (busy when
+ * busy models hold the memory, too_large otherwise). A NUMA placement
+ * is decided for it on the topology (read at start, or simulated with
+ * --numa-topology) and reported in show and the log.
  * All functions run on the loop thread.
  */
 #ifndef HEARTH_REGISTRY_H
@@ -23,8 +32,10 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include "budget.h"
 #include "conn.h"
 #include "model.h"
+#include "numa_topo.h"
 #include "proto.h"
 #include "sched.h"
 
@@ -48,6 +59,7 @@ struct reg_load_opts {
 	uint32_t	 n_batch;
 	uint32_t	 prefill_chunk;
 	uint32_t	 max_queue;
+	struct model_load_opts mo;	/* pages, NUMA binding, mlock */
 };
 
 /* A model that is loading or resident. */
@@ -72,6 +84,13 @@ struct reg_model {
 	bool			 pinned;	/* [model] pin: no keep-alive
 						 * expiry, never evicted */
 	bool			 preload;	/* loading for [model] preload */
+	bool			 admitted;	/* cost and place are counted in
+						 * the registry's budget and NUMA
+						 * usage (loading or resident) */
+	struct budget_cost	 cost;		/* estimated before loading */
+	uint32_t		 n_ctx;		/* positions per slot it costs */
+	enum numa_policy	 policy;	/* asked for (config) */
+	struct numa_place	 place;		/* decided at admission */
 	struct event		*ka_timer;	/* keep-alive expiry */
 	double			 ka_expire;	/* monotonic seconds, 0: unarmed */
 	double			 last_use;	/* monotonic seconds */
@@ -89,6 +108,17 @@ struct reg_totals {
 	uint64_t	 prompt_tokens;		/* since start */
 	uint64_t	 generated_tokens;
 };
+
+/*
+ * The process's memory view, before reg_new: the NUMA topology (from
+ * topo_file when not NULL, else the machine's) and the RAM the budget
+ * is a share of. Logs both. 0 or -errno with a message in err.
+ * reg_new calls it with NULL when it was not called.
+ */
+int	reg_memory_init(const char *topo_file, char *err, size_t errsize);
+const struct numa_topo *reg_topology(void);
+/* The budget the configuration gives (memory_budget or 80% of RAM). */
+uint64_t reg_budget(const struct registry *r);
 
 int	reg_new(struct srv *s, const char *dir, struct registry **out,
 	    char *err, size_t errsize);

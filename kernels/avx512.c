@@ -68,6 +68,8 @@
 #include <immintrin.h>
 
 #define KA_INLINE	static inline __attribute__((always_inline))
+#define KA_PF		8192	/* bytes ahead to prefetch when streaming */
+#define KA_PF_NV	8	/* ... for tiles of up to this many vectors */
 #define KA_G		16	/* rows per group */
 
 /* --- sizes ------------------------------------------------------------- */
@@ -487,6 +489,21 @@ ka_bcast32(const void *p)
 }
 
 /*
+ * One vector streams the weights from memory faster with the lines
+ * KA_PF bytes ahead asked for (the hardware prefetchers alone leave a
+ * single thread well short of the read bandwidth).
+ */
+KA_INLINE void
+ka_prefetch(const void *p, size_t bytes)
+{
+	size_t	 i;
+
+#pragma GCC unroll 8
+	for (i = 0; i < bytes; i += 64)
+		_mm_prefetch((const char *)p + KA_PF + i, _MM_HINT_T0);
+}
+
+/*
  * Q4_0: acc[v] (16 rows) = sum over blocks b, in order, of
  * (float)sumi * (dw * dx), sumi = sum(q * x) - 8 * sum(x).
  */
@@ -507,6 +524,11 @@ ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		const uint8_t	*wq = wg + b * 256;
 		__m512i		 lo[4], hi[4];
 		__m512		 dw;
+
+		if (nv <= KA_PF_NV) {
+			ka_prefetch(wq, 256);
+			ka_prefetch(wd + 16 * b, 32);
+		}
 
 #pragma GCC unroll 16
 		for (c = 0; c < 4; c++) {
@@ -566,6 +588,11 @@ ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		__m512i		 w[8];
 		__m512		 dw;
 
+		if (nv <= KA_PF_NV) {
+			ka_prefetch(wq, 512);
+			ka_prefetch(wd + 16 * b, 32);
+		}
+
 #pragma GCC unroll 16
 		for (c = 0; c < 8; c++)
 			w[c] = _mm512_load_si512(wq + 64 * c);
@@ -623,6 +650,11 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		const uint8_t	*tile = wg + b * 2304;
 		__m512i		 sumi[8];
 		__m512		 d, dmin;
+
+		if (nv <= KA_PF_NV) {
+			ka_prefetch(tile, 2304);
+			ka_prefetch(wdd + 64 * b, 64);
+		}
 
 #pragma GCC unroll 16
 		for (v = 0; v < nv; v++)
@@ -723,6 +755,11 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		const uint8_t	*tile = wg + b * 3328;
 		__m512i		 sumi[8];
 		__m512		 d;
+
+		if (nv <= KA_PF_NV) {
+			ka_prefetch(tile, 3328);
+			ka_prefetch(wd + 16 * b, 32);
+		}
 
 #pragma GCC unroll 16
 		for (v = 0; v < nv; v++)
@@ -834,6 +871,11 @@ ka_tile_f(uint32_t type, const uint8_t *wg, size_t gb, size_t cols,
 		acc[v] = _mm512_setzero_ps();
 	for (k = 0; k < cols; k++) {
 		__m512	 w[4];
+
+		if (nv <= 2 && k % (type == KERN_TYPE_F32 ? 1 : 2) == 0)
+			for (g = 0; g < ng; g++)
+				ka_prefetch(wg + (size_t)g * gb + 64 * k /
+				    (type == KERN_TYPE_F32 ? 1 : 2), 64);
 
 #pragma GCC unroll 16
 		for (g = 0; g < ng; g++)
@@ -970,6 +1012,123 @@ ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
 
 /* Vectors per pass over a thread's groups: their activations stay in L2. */
 #define KA_XCHUNK	64
+/* Columns of float weights widened at a time for many vectors. */
+#define KA_KC		256
+
+/*
+ * Float weights, many vectors: acc[v*2 + g] += w[k] x_v[k] for k in
+ * 0 .. kc-1 of one slice of columns, w widened already (wf: ng panels of
+ * [kc][16] floats, KA_KC*16 apart). The same fused multiply-adds in the
+ * same order as ka_tile_f, so the same bits.
+ */
+KA_INLINE void
+ka_tile_fk(const float *wf, const int ng, size_t kc, const uint8_t *x,
+    size_t ab, const int nv, __m512 *accb)
+{
+	__m512	 acc[16];
+	size_t	 k;
+	int	 g, v;
+
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		for (g = 0; g < ng; g++)
+			acc[g * nv + v] = accb[2 * v + g];
+	for (k = 0; k < kc; k++) {
+		__m512	 w[2];
+
+		for (g = 0; g < ng; g++)
+			w[g] = _mm512_load_ps(wf + (size_t)g * KA_KC * 16 +
+			    16 * k);
+#pragma GCC unroll 8
+		for (v = 0; v < nv; v++) {
+			__m512	 xk = _mm512_set1_ps(((const float *)(x +
+			    (size_t)v * ab))[k]);
+
+			for (g = 0; g < ng; g++)
+				acc[g * nv + v] = _mm512_fmadd_ps(w[g], xk,
+				    acc[g * nv + v]);
+		}
+	}
+#pragma GCC unroll 16
+	for (v = 0; v < nv; v++)
+		for (g = 0; g < ng; g++)
+			accb[2 * v + g] = acc[g * nv + v];
+}
+
+/*
+ * ng (1 or 2) groups x the vectors i0 .. i1-1 (at most KA_XCHUNK) of
+ * float weights: KA_KC columns at a time are widened to float once, then
+ * every vector goes through them; partial sums wait in accb between
+ * slices (stored and reloaded exactly, so the order of the sums is that
+ * of ka_tile_f).
+ */
+static void
+ka_mm_f_panel(const struct kern_mm *mm, size_t gb, size_t g, int ng,
+    size_t i0, size_t i1, size_t r0, size_t r1)
+{
+	const size_t	 ab = ka_act_row_bytes(mm->type, mm->cols);
+	const uint8_t	*wg = (const uint8_t *)mm->w + g * gb;
+	float		 wf[2 * KA_KC * 16] __attribute__((aligned(64)));
+	__m512		 accb[2 * KA_XCHUNK];
+	size_t		 k0, kc, k, i, nv;
+	int		 j;
+
+	for (i = 0; i < 2 * (i1 - i0); i++)
+		accb[i] = _mm512_setzero_ps();
+	for (k0 = 0; k0 < mm->cols; k0 += kc) {
+		kc = mm->cols - k0 < KA_KC ? mm->cols - k0 : KA_KC;
+		for (j = 0; j < ng; j++) {
+			const uint8_t	*p = wg + (size_t)j * gb;
+
+			switch (mm->type) {
+			case KERN_TYPE_F16:
+				for (k = 0; k < kc; k++) {
+					if (k % 2 == 0)
+						ka_prefetch(p + 32 * (k0 + k),
+						    64);
+					_mm512_store_ps(wf + j * KA_KC * 16 +
+					    16 * k, ka_wload(KERN_TYPE_F16, p,
+					    k0 + k));
+				}
+				break;
+			case KERN_TYPE_BF16:
+				for (k = 0; k < kc; k++) {
+					if (k % 2 == 0)
+						ka_prefetch(p + 32 * (k0 + k),
+						    64);
+					_mm512_store_ps(wf + j * KA_KC * 16 +
+					    16 * k, ka_wload(KERN_TYPE_BF16, p,
+					    k0 + k));
+				}
+				break;
+			default:
+				memcpy(wf + j * KA_KC * 16, p + 64 * k0,
+				    64 * kc);
+				break;
+			}
+		}
+		for (i = i0; i < i1; i += nv) {
+			const uint8_t	*x = (const uint8_t *)mm->xq + i * ab +
+			    4 * k0;
+			__m512		*a = accb + 2 * (i - i0);
+
+			nv = i1 - i < 8 ? i1 - i : 8;
+			if (ng == 2) {
+#define X(n) ka_tile_fk(wf, 2, kc, x, ab, n, a)
+				KA_SWITCH_NV(nv, X);
+#undef X
+			} else {
+#define X(n) ka_tile_fk(wf, 1, kc, x, ab, n, a)
+				KA_SWITCH_NV(nv, X);
+#undef X
+			}
+		}
+	}
+	for (i = i0; i < i1; i++)
+		for (j = 0; j < ng; j++)
+			ka_store(mm, i, (g + j) * KA_G, ka_group_mask(g + j, r0,
+			    r1), accb[2 * (i - i0) + j]);
+}
 
 static void
 ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
@@ -983,10 +1142,19 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 		return;
 	for (i0 = 0; i0 < mm->n_x; i0 = i1) {
 		i1 = i0 + KA_XCHUNK < mm->n_x ? i0 + KA_XCHUNK : mm->n_x;
+		if (is_f && i1 - i0 > 4) {
+			int	 n;
+
+			for (g = g0; g < g1; g += (size_t)n) {
+				n = g1 - g >= 2 ? 2 : 1;
+				ka_mm_f_panel(mm, gb, g, n, i0, i1, r0, r1);
+			}
+			continue;
+		}
 		if (is_f) {
 			/* few vectors: 4 groups at a time for enough
-			 * independent sums; otherwise 2 groups x 8 */
-			int	 ngw = i1 - i0 <= 4 ? 4 : 2, n;
+			 * independent sums */
+			int	 ngw = 4, n;
 
 			vt = ngw == 4 ? 4 : 8;
 			for (g = g0; g < g1; g += (size_t)n) {

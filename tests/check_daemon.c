@@ -15,6 +15,12 @@
  *         the context, requests in flight per connection.
  * errors: every kind of malformed frame, requests before hello, version
  *         mismatch, bad and unknown model names, a broken model file.
+ * residency: a memory budget that forces evictions (the pinned model
+ *         stays, the evicted one reloads, every answer is the engine's),
+ *         a load that cannot fit fails with the numbers while resident
+ *         models serve, a resident model's file truncated while it
+ *         serves, a simulated 2-node topology (--numa-topology) and the
+ *         NUMA policies of the configuration, reported by show.
  *
  * The client is tclient.c. The daemon binary is $HEARTH_BUILDDIR/hearthd
  * (make check sets it), else ./hearthd. Its log goes to daemon.log in the
@@ -78,6 +84,7 @@ static char	g_log[4200];		/* daemon's stderr */
 static pid_t	g_pid = -1;		/* the daemon */
 static bool	g_aidreams;		/* aidreams260K is in the models */
 static bool	g_think;		/* "think" has the R1 template */
+static const char *g_topo;		/* --numa-topology of the daemon */
 
 static const char *
 model_path(const char *name)
@@ -274,8 +281,14 @@ daemon_start_conf(const char *conf_name)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		dup2(fd, 2);
-		execl(daemon_path(), "hearthd", "-d", "-s", g_sock, "-m",
-		    g_models, "-c", conf, "-t", "1", (char *)NULL);
+		if (g_topo != NULL)
+			execl(daemon_path(), "hearthd", "-d", "-s", g_sock,
+			    "-m", g_models, "-c", conf, "-t", "1",
+			    "--numa-topology", g_topo, (char *)NULL);
+		else
+			execl(daemon_path(), "hearthd", "-d", "-s", g_sock,
+			    "-m", g_models, "-c", conf, "-t", "1",
+			    (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", daemon_path(), strerror(errno));
 		_exit(127);
 	}
@@ -339,6 +352,7 @@ teardown(void)
 	tu_tmpdir_free();
 	g_aidreams = false;
 	g_think = false;
+	g_topo = NULL;
 }
 
 /* VmRSS of the daemon in kB. */
@@ -2016,6 +2030,295 @@ START_TEST(test_external_links)
 }
 END_TEST
 
+/* ---- residency ------------------------------------------------------ */
+
+/* The value of a show entry of model (asserts it is there). */
+static struct proto_meta
+show_get(struct tc *c, const char *model, const char *key, char *str,
+    size_t size)
+{
+	struct proto_response resp;
+	struct proto_meta out;
+	bool found = false;
+	uint32_t k;
+	int64_t id;
+
+	memset(&out, 0, sizeof(out));
+	id = tc_simple(c, PROTO_MSG_SHOW, model);
+	tc_expect_reply(c, (uint64_t)id, PROTO_MSG_SHOW, &resp);
+	for (k = 0; k < resp.u.show.n_meta; k++)
+		if (strcmp(resp.u.show.meta[k].key, key) == 0) {
+			out = resp.u.show.meta[k];
+			found = true;
+			if (str != NULL && out.type == PROTO_META_STR)
+				snprintf(str, size, "%.*s", (int)out.s_len,
+				    out.s);
+		}
+	out.key = out.s = out.elem = NULL;
+	proto_response_free(&resp);
+	ck_assert_msg(found, "show %s: no %s", model, key);
+	return out;
+}
+
+static uint64_t
+show_u(struct tc *c, const char *model, const char *key)
+{
+	struct proto_meta m = show_get(c, model, key, NULL, 0);
+
+	ck_assert_int_eq(m.type, PROTO_META_UINT);
+	return m.u;
+}
+
+static bool
+show_b(struct tc *c, const char *model, const char *key)
+{
+	struct proto_meta m = show_get(c, model, key, NULL, 0);
+
+	ck_assert_int_eq(m.type, PROTO_META_BOOL);
+	return m.b;
+}
+
+/* Greedy answer of the daemon for model equals the engine's (want). */
+static void
+expect_answer(struct tc *c, const char *model, const char *prompt,
+    const int32_t *want, uint32_t nw)
+{
+	struct gen *g = gen_new();
+	int64_t id;
+
+	id = tc_generate(c, model, prompt, 16, true);
+	ck_assert_int_eq(tc_collect(c, (uint64_t)id, g, 0), 0);
+	ck_assert_msg(g->done, "%s: error %d %s", model, g->error, g->msg);
+	assert_ids_eq(g->ids, g->n, want, nw);
+	free(g);
+}
+
+static bool
+log_has(const char *needle)
+{
+	size_t len;
+	uint8_t *s = tu_read_file(g_log, &len);
+	char *z = s != NULL ? calloc(1, len + 1) : NULL;
+	bool found;
+
+	ck_assert_ptr_nonnull(z);
+	memcpy(z, s, len);
+	found = strstr(z, needle) != NULL;
+	free(z);
+	free(s);
+	return found;
+}
+
+/* The models of the residency cases, on top of make_models'. */
+static void
+setup_residency(void)
+{
+	struct mkm_spec s;
+
+	make_models();
+	mkm_spec_default(&s);
+	s.seed = 11;
+	write_model(&s, "bpin");
+	s.seed = 12;
+	write_model(&s, "ba");
+	s.seed = 13;
+	write_model(&s, "bb");
+	s.seed = 14;
+	write_model(&s, "trunc");
+	spec_long(&s);
+	s.seed = 15;
+	write_model(&s, "big");
+	daemon_start();
+}
+
+START_TEST(test_budget_evict)
+{
+	int32_t w_pin[16], w_a[16], w_b[16];
+	uint32_t n_pin, n_a, n_b;
+	uint64_t c_pin, c_a, c_b, c_big, budget;
+	struct proto_response resp;
+	char conf[4400], msg[512];
+	struct tc c;
+	int64_t id;
+	FILE *f;
+
+	n_pin = direct_generate("bpin", "hello", 16, w_pin);
+	n_a = direct_generate("ba", "hello", 16, w_a);
+	n_b = direct_generate("bb", "hello", 16, w_b);
+
+	/* what each costs, before any is loaded */
+	tc_open(&c);
+	c_pin = show_u(&c, "bpin", "hearth.memory.total");
+	c_a = show_u(&c, "ba", "hearth.memory.total");
+	c_b = show_u(&c, "bb", "hearth.memory.total");
+	c_big = show_u(&c, "big", "hearth.memory.total");
+	ck_assert(!show_b(&c, "ba", "hearth.resident"));
+	ck_assert_uint_eq(c_a, show_u(&c, "ba", "hearth.memory.weights") +
+	    show_u(&c, "ba", "hearth.memory.kv") +
+	    show_u(&c, "ba", "hearth.memory.scratch"));
+	ck_assert_uint_gt(show_u(&c, "ba", "hearth.memory.kv"), 0);
+	tc_close(&c);
+	ck_assert_int_eq(daemon_stop(), 0);
+
+	/* room for the pinned one and one of the others */
+	budget = c_pin + (c_a > c_b ? c_a : c_b) + (c_a < c_b ? c_a : c_b) / 2;
+	ck_assert_uint_gt(c_big, budget);
+	snprintf(conf, sizeof(conf), "%s/budget.conf", g_dir);
+	f = fopen(conf, "w");
+	fprintf(f, "[daemon]\nkeep_alive = 300\nn_parallel = 16\n"
+	    "max_models = 8\nmemory_budget = %llu\npages = small\n"
+	    "[model bpin]\npin = yes\n",
+	    (unsigned long long)budget);
+	fclose(f);
+	daemon_start_conf("budget.conf");
+
+	tc_open(&c);
+	ck_assert_uint_eq(show_u(&c, "bpin", "hearth.memory.budget"), budget);
+	ck_assert(show_b(&c, "bpin", "hearth.pinned"));
+	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
+	expect_answer(&c, "ba", "hello", w_a, n_a);
+	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "ba", NULL));
+	ck_assert(show_b(&c, "ba", "hearth.resident"));
+	/* pages = small: what the weights got */
+	show_get(&c, "ba", "hearth.memory.pages", msg, sizeof(msg));
+	ck_assert_msg(strstr(msg, "small") != NULL && strstr(msg, "2M") ==
+	    NULL && strstr(msg, "thp") == NULL, "%s", msg);
+	/* bb evicts ba (idle, unpinned), never bpin */
+	expect_answer(&c, "bb", "hello", w_b, n_b);
+	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "bb", NULL));
+	ck_assert(!ps_has(&c, "ba", NULL));
+	ck_assert(log_has("evicting ba"));
+	/* ba reloads on its next request and evicts bb */
+	expect_answer(&c, "ba", "hello", w_a, n_a);
+	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "ba", NULL));
+	ck_assert(!ps_has(&c, "bb", NULL));
+	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
+
+	/* too big for the budget: refused with the numbers */
+	id = tc_simple(&c, PROTO_MSG_LOAD, "big");
+	tc_must_recv(&c, &resp);
+	ck_assert_uint_eq(resp.id, (uint64_t)id);
+	ck_assert_int_eq(resp.type, PROTO_MSG_ERROR);
+	ck_assert_int_eq(resp.u.error.code, PROTO_E_TOO_LARGE);
+	snprintf(msg, sizeof(msg), "%s", resp.u.error.message);
+	proto_response_free(&resp);
+	ck_assert_msg(strstr(msg, "big needs") != NULL &&
+	    strstr(msg, "budget") != NULL && strstr(msg, "KV") != NULL,
+	    "%s", msg);
+	/* a request for it fails the same way; the others keep serving */
+	{
+		struct gen *g = gen_new();
+
+		id = tc_generate(&c, "big", "hello", 4, true);
+		ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+		ck_assert_int_eq(g->error, PROTO_E_TOO_LARGE);
+		free(g);
+	}
+	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "ba", NULL));
+	expect_answer(&c, "ba", "hello", w_a, n_a);
+	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
+	/* an explicit unload of the pinned model is still allowed */
+	id = tc_simple(&c, PROTO_MSG_UNLOAD, "bpin");
+	tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_UNLOAD, &resp);
+	proto_response_free(&resp);
+	ck_assert(!ps_has(&c, "bpin", NULL));
+	tc_close(&c);
+}
+END_TEST
+
+START_TEST(test_truncate_resident)
+{
+	int32_t want[16], want2[16];
+	uint32_t nw, nw2;
+	struct gen *g;
+	struct tc c;
+	int64_t id;
+
+	nw = direct_generate("trunc", "hello", 16, want);
+	nw2 = direct_generate("trunc", "abc", 16, want2);
+	tc_open(&c);
+	expect_answer(&c, "trunc", "hello", want, nw);
+	/* the file changes on disk under the resident model */
+	ck_assert_int_eq(truncate(model_path("trunc"), 0), 0);
+	expect_answer(&c, "trunc", "hello", want, nw);
+	expect_answer(&c, "trunc", "abc", want2, nw2);
+	ck_assert(show_b(&c, "trunc", "hearth.resident"));
+	ck_assert(ps_has(&c, "trunc", NULL));
+	tc_ping(&c);
+	/* once unloaded, it cannot come back */
+	id = tc_simple(&c, PROTO_MSG_UNLOAD, "trunc");
+	{
+		struct proto_response resp;
+
+		tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_UNLOAD, &resp);
+		proto_response_free(&resp);
+	}
+	g = gen_new();
+	id = tc_generate(&c, "trunc", "hello", 4, true);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert_int_eq(g->error, PROTO_E_MODEL_ERROR);
+	free(g);
+	tc_close(&c);
+}
+END_TEST
+
+START_TEST(test_numa_topology)
+{
+	char path[4400], conf[4400], str[512], out[4096];
+	const char *args[12];
+	int32_t want[16];
+	uint32_t nw;
+	struct tc c;
+	FILE *f;
+
+	ck_assert_int_eq(daemon_stop(), 0);
+	snprintf(path, sizeof(path), "%s/topo2", g_dir);
+	f = fopen(path, "w");
+	fputs("# two nodes, uneven memory\n"
+	    "node 0 cpus 0-3 mem 16G free 12G\n"
+	    "node 1 cpus 4-7 mem 8G\n", f);
+	fclose(f);
+	snprintf(conf, sizeof(conf), "%s/numa.conf", g_dir);
+	f = fopen(conf, "w");
+	fputs("[daemon]\nnuma = interleave\n[model tiny]\nnuma = local\n", f);
+	fclose(f);
+	g_topo = path;
+	daemon_start_conf("numa.conf");
+	ck_assert(log_has("NUMA topology: 2 nodes (simulated)"));
+	ck_assert(log_has("topology: node 1 cpus 4-7"));
+
+	nw = direct_generate("tiny", "hello", 16, want);
+	tc_open(&c);
+	ck_assert_uint_eq(show_u(&c, "tiny", "hearth.numa.nodes"), 2);
+	show_get(&c, "tiny", "hearth.numa.policy", str, sizeof(str));
+	ck_assert_str_eq(str, "local");
+	show_get(&c, "qtiny", "hearth.numa.policy", str, sizeof(str));
+	ck_assert_str_eq(str, "interleave");
+	expect_answer(&c, "tiny", "hello", want, nw);
+	show_get(&c, "tiny", "hearth.numa.placement", str, sizeof(str));
+	ck_assert_msg(strstr(str, "local") != NULL &&
+	    strstr(str, "simulated") != NULL, "%s", str);
+	ck_assert(show_b(&c, "tiny", "hearth.resident"));
+	ck_assert(log_has("tiny numa: local"));
+	ck_assert(log_has("tiny memory: weights "));
+	tc_close(&c);
+
+	/* a bad topology file stops the start with its line */
+	f = fopen(path, "w");
+	fputs("node 0 cpus 0-3\n", f);
+	fclose(f);
+	args[0] = "-s";
+	args[1] = "/nonexistent/x.sock";
+	args[2] = "-m";
+	args[3] = g_models;
+	args[4] = "--numa-topology";
+	args[5] = path;
+	args[6] = NULL;
+	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "topo2") != NULL, "%s", out);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -2071,6 +2374,15 @@ daemon_suite(void)
 	tcase_add_test(tc, test_unknown_model);
 	tcase_add_test(tc, test_startup_errors);
 	tcase_add_test(tc, test_external_links);
+	suite_add_tcase(s, tc);
+
+	/* daemons with their own configurations: a fixture per test */
+	tc = tcase_create("residency");
+	tcase_add_checked_fixture(tc, setup_residency, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_budget_evict);
+	tcase_add_test(tc, test_truncate_resident);
+	tcase_add_test(tc, test_numa_topology);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1330,9 +1330,10 @@ START_TEST(test_pause)
 	sched_pause_conn(s, 1, true);	/* and again mid-stream */
 	mid = n_frames(1, 1);
 	usleep(50000);
-	/* at most the step that was running when it was paused */
+	/* at most the step that was running when it was paused (how far
+	 * the stream got before the pause depends on the machine's load, so
+	 * no bound on mid itself) */
 	ck_assert_uint_le(n_frames(1, 1), mid + 1);
-	ck_assert_uint_lt(n_frames(1, 1), 150);
 	sched_pause_conn(s, 1, false);
 	(void)wait_done(1, 1);
 	got_tokens(1, 1, g);
