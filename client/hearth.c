@@ -428,6 +428,8 @@ enum opt_id {
 	O_TOP,
 	O_WINDOW,
 	O_STRIDE,
+	O_PIN,
+	O_UNPIN,
 };
 
 static const struct option long_opts[] = {
@@ -455,6 +457,8 @@ static const struct option long_opts[] = {
 	{ "top",		required_argument, NULL, O_TOP },
 	{ "window",		required_argument, NULL, O_WINDOW },
 	{ "stride",		required_argument, NULL, O_STRIDE },
+	{ "pin",		no_argument,	   NULL, O_PIN },
+	{ "unpin",		no_argument,	   NULL, O_UNPIN },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -473,6 +477,7 @@ struct opts {
 	int64_t			 keep_alive;
 	long long		 window;	/* 0: default */
 	long long		 stride;	/* 0: default */
+	unsigned		 load_flags;	/* HEARTH_LOAD_PIN, _UNPIN */
 };
 
 /* Option groups, for the table of commands. */
@@ -487,6 +492,7 @@ struct opts {
 #define G_TOP		(1u << 8)
 #define G_KEEP		(1u << 9)	/* --keep-alive */
 #define G_PPL		(1u << 10)	/* --window, --stride */
+#define G_PIN		(1u << 11)	/* --pin, --unpin */
 
 static unsigned
 opt_group(int id)
@@ -525,6 +531,9 @@ opt_group(int id)
 	case O_WINDOW:
 	case O_STRIDE:
 		return G_PPL;
+	case O_PIN:
+	case O_UNPIN:
+		return G_PIN;
 	default:
 		return 0;	/* --socket, --help: everywhere */
 	}
@@ -573,6 +582,7 @@ HEARTH_SOCKET_SYSTEM ")\n"
 "  --seed N, --max-tokens N, --stop TEXT (repeatable), --top-logprobs N\n"
 "                          generation (run, chat)\n"
 "  --keep-alive SECONDS    how long the model stays loaded (-1 forever)\n"
+"  --pin, --unpin          keep the model resident, never evicted; undo (load)\n"
 "  --hide-thinking         do not print the thinking channel (run, chat)\n"
 "  --no-thinking, --thinking, --template NAME, --system TEXT\n"
 "                          chat template options (chat, template)\n"
@@ -654,6 +664,12 @@ opts_parse(int argc, char **argv, unsigned groups, struct opts *o)
 			o->keep_alive = num_ll("--keep-alive", optarg, -1,
 			    INT32_MAX);
 			o->gen.keep_alive = o->keep_alive;
+			break;
+		case O_PIN:
+			o->load_flags = HEARTH_LOAD_PIN;
+			break;
+		case O_UNPIN:
+			o->load_flags = HEARTH_LOAD_UNPIN;
 			break;
 		case O_HIDE_THINKING:
 			o->hide_thinking = true;
@@ -1244,8 +1260,8 @@ cmd_load(int argc, char **argv, struct opts *o)
 	b.on = isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
 	    strcmp(getenv("TERM"), "dumb") != 0;
 	b.last = -1;
-	rc = hearth_load(g_h, argv[0], o->keep_alive, load_progress, &b,
-	    &info);
+	rc = hearth_load_ex(g_h, argv[0], o->keep_alive, o->load_flags,
+	    load_progress, &b, &info);
 	if (b.on && b.last >= 0)
 		fprintf(stderr, "\r\033[K");
 	if (rc < 0)
@@ -1256,12 +1272,16 @@ cmd_load(int argc, char **argv, struct opts *o)
 		jset(j, "model", json_string(argv[0]));
 		jset(j, "memory", json_integer((json_int_t)info.memory));
 		jset(j, "ms", jreal(info.ms));
+		if (o->load_flags != 0)
+			jset(j, "pinned", json_boolean(o->load_flags ==
+			    HEARTH_LOAD_PIN));
 		out_json(j);
 		return 0;
 	}
 	human_bytes(mem, sizeof(mem), info.memory);
-	out_printf("%s: loaded, %s resident (%.0f ms)\n", argv[0], mem,
-	    info.ms);
+	out_printf("%s: loaded, %s resident (%.0f ms)%s\n", argv[0], mem,
+	    info.ms, o->load_flags == HEARTH_LOAD_PIN ? ", pinned" :
+	    o->load_flags == HEARTH_LOAD_UNPIN ? ", not pinned" : "");
 	return 0;
 }
 
@@ -1278,12 +1298,39 @@ cmd_unload(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+/*
+ * The pages of a model's weights: "1.0 GiB 2M + 12.0 KiB small", the
+ * kinds that hold any; the hugepages label from an older server.
+ */
+static void
+ps_pages(const struct hearth_ps_entry *m, char *buf, size_t size)
+{
+	const struct { uint64_t v; const char *name; } k[] = {
+		{ m->bytes_1g, "1G" }, { m->bytes_2m, "2M" },
+		{ m->bytes_thp, "THP" }, { m->bytes_small, "small" },
+	};
+	char	 b[32];
+	size_t	 i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < sizeof(k) / sizeof(k[0]) && off < size; i++) {
+		if (k[i].v == 0)
+			continue;
+		human_bytes(b, sizeof(b), k[i].v);
+		off += (size_t)snprintf(buf + off, size - off, "%s%s %s",
+		    off > 0 ? " + " : "", b, k[i].name);
+	}
+	if (off == 0)
+		snprintf(buf, size, "%s", m->hugepages);
+}
+
 static int
 cmd_ps(int argc, char **argv, struct opts *o)
 {
 	struct hearth_ps_entry	*m = NULL;
 	size_t			 n, i;
-	char			 mem[32], ka[32];
+	char			 mem[32], ka[32], w[32], kv[32], sc[32];
+	char			 pages[160];
 	int			 rc, wn = 4;
 	json_t			*j;
 
@@ -1297,8 +1344,10 @@ cmd_ps(int argc, char **argv, struct opts *o)
 		if ((int)strlen(m[i].name) > wn)
 			wn = (int)strlen(m[i].name);
 	if (!o->json)
-		out_printf("%-*s  %10s  %-9s  %7s  %10s  %s\n", wn, "NAME",
-		    "MEMORY", "HUGEPAGES", "CLIENTS", "TOKENS", "KEEP_ALIVE");
+		out_printf("%-*s  %10s  %10s  %10s  %10s  %-6s  %7s  %10s  "
+		    "%-10s  %s\n", wn, "NAME", "MEMORY", "WEIGHTS", "KV",
+		    "SCRATCH", "PINNED", "CLIENTS", "TOKENS", "KEEP_ALIVE",
+		    "PAGES");
 	for (i = 0; i < n; i++) {
 		if (o->json) {
 			if ((j = json_object()) == NULL)
@@ -1309,14 +1358,34 @@ cmd_ps(int argc, char **argv, struct opts *o)
 			jset(j, "clients", json_integer(m[i].clients));
 			jset(j, "tokens", json_integer((json_int_t)m[i].tokens));
 			jset(j, "keep_alive", json_integer(m[i].keep_alive));
+			jset(j, "weights",
+			    json_integer((json_int_t)m[i].weights));
+			jset(j, "kv", json_integer((json_int_t)m[i].kv));
+			jset(j, "scratch",
+			    json_integer((json_int_t)m[i].scratch));
+			jset(j, "bytes_1g",
+			    json_integer((json_int_t)m[i].bytes_1g));
+			jset(j, "bytes_2m",
+			    json_integer((json_int_t)m[i].bytes_2m));
+			jset(j, "bytes_thp",
+			    json_integer((json_int_t)m[i].bytes_thp));
+			jset(j, "bytes_small",
+			    json_integer((json_int_t)m[i].bytes_small));
+			jset(j, "pinned", json_boolean(m[i].pinned));
+			jset(j, "placement", json_string(m[i].placement));
 			out_json(j);
 			continue;
 		}
 		human_bytes(mem, sizeof(mem), m[i].memory);
+		human_bytes(w, sizeof(w), m[i].weights);
+		human_bytes(kv, sizeof(kv), m[i].kv);
+		human_bytes(sc, sizeof(sc), m[i].scratch);
 		human_secs(ka, sizeof(ka), m[i].keep_alive);
-		out_printf("%-*s  %10s  %-9s  %7" PRIu32 "  %10" PRIu64 "  %s\n",
-		    wn, m[i].name, mem, m[i].hugepages, m[i].clients,
-		    m[i].tokens, ka);
+		ps_pages(&m[i], pages, sizeof(pages));
+		out_printf("%-*s  %10s  %10s  %10s  %10s  %-6s  %7" PRIu32
+		    "  %10" PRIu64 "  %-10s  %s\n", wn, m[i].name, mem, w, kv,
+		    sc, m[i].pinned ? "yes" : "no", m[i].clients, m[i].tokens,
+		    ka, pages);
 	}
 	hearth_free(m);
 	return 0;
@@ -1327,7 +1396,7 @@ cmd_stats(int argc, char **argv, struct opts *o)
 {
 	struct hearth_stats	 s;
 	json_t			*j;
-	char			 up[32], mem[32];
+	char			 up[32], mem[32], w[32], kv[32], sc[32];
 	int			 rc;
 
 	(void)argv;
@@ -1349,6 +1418,11 @@ cmd_stats(int argc, char **argv, struct opts *o)
 		    json_integer((json_int_t)s.generated_tokens));
 		jset(j, "models", json_integer(s.models));
 		jset(j, "memory", json_integer((json_int_t)s.memory));
+		jset(j, "budget", json_integer((json_int_t)(s.budget >
+		    INT64_MAX ? INT64_MAX : s.budget)));
+		jset(j, "weights", json_integer((json_int_t)s.weights));
+		jset(j, "kv", json_integer((json_int_t)s.kv));
+		jset(j, "scratch", json_integer((json_int_t)s.scratch));
 		out_json(j);
 		return 0;
 	}
@@ -1362,6 +1436,17 @@ cmd_stats(int argc, char **argv, struct opts *o)
 	out_printf("prompt tokens:    %" PRIu64 "\n", s.prompt_tokens);
 	out_printf("generated tokens: %" PRIu64 "\n", s.generated_tokens);
 	out_printf("resident models:  %" PRIu32 " (%s)\n", s.models, mem);
+	if (s.weights + s.kv + s.scratch > 0) {
+		human_bytes(w, sizeof(w), s.weights);
+		human_bytes(kv, sizeof(kv), s.kv);
+		human_bytes(sc, sizeof(sc), s.scratch);
+		out_printf("memory split:     weights %s, KV %s, scratch %s\n",
+		    w, kv, sc);
+	}
+	if (s.budget > 0) {
+		human_bytes(mem, sizeof(mem), s.budget);
+		out_printf("memory budget:    %s\n", mem);
+	}
 	return 0;
 }
 
@@ -1736,7 +1821,7 @@ static const struct command commands[] = {
 	{ "embed", G_JSON | G_IDS, cmd_embed },
 	{ "eval", G_BOS | G_IDS | G_TOP, cmd_eval },
 	{ "list", G_JSON, cmd_list },
-	{ "load", G_JSON | G_KEEP, cmd_load },
+	{ "load", G_JSON | G_KEEP | G_PIN, cmd_load },
 	{ "perplexity", G_JSON | G_BOS | G_PPL, cmd_perplexity },
 	{ "ps", G_JSON, cmd_ps },
 	{ "run", G_JSON | G_SAMPLE | G_THINK | G_KEEP, cmd_run },

@@ -865,17 +865,32 @@ int
 hearth_load(struct hearth *h, const char *model, int64_t keep_alive,
     hearth_progress_fn progress, void *arg, struct hearth_load_info *info)
 {
+	return hearth_load_ex(h, model, keep_alive, 0, progress, arg, info);
+}
+
+int
+hearth_load_ex(struct hearth *h, const char *model, int64_t keep_alive,
+    unsigned flags, hearth_progress_fn progress, void *arg,
+    struct hearth_load_info *info)
+{
 	struct proto_request	 req;
 	struct proto_response	 resp;
 	int			 rc;
 
 	if ((rc = h_begin(h)) < 0 || (rc = h_model(h, model)) < 0)
 		return rc;
+	if ((flags & ~(HEARTH_LOAD_PIN | HEARTH_LOAD_UNPIN)) != 0 ||
+	    (flags & HEARTH_LOAD_PIN && flags & HEARTH_LOAD_UNPIN))
+		return h_err(h, -EINVAL, "load: bad flags 0x%x", flags);
 	proto_request_init(&req, PROTO_MSG_LOAD, 0);
 	req.u.load.model = model;
 	if (keep_alive != HEARTH_KEEP_ALIVE_DEFAULT) {
 		req.u.load.has_keep_alive = true;
 		req.u.load.keep_alive = keep_alive;
+	}
+	if (flags != 0) {
+		req.u.load.has_pin = true;
+		req.u.load.pin = (flags & HEARTH_LOAD_PIN) != 0;
 	}
 	if ((rc = h_call(h, &req, &resp, progress, arg)) < 0)
 		return rc;
@@ -925,7 +940,8 @@ hearth_ps(struct hearth *h, struct hearth_ps_entry **models, size_t *n)
 	size = blk_align(pr->n_models * sizeof(*m));
 	for (i = 0; i < pr->n_models; i++)
 		size += blk_len(pr->models[i].name) +
-		    blk_len(pr->models[i].hugepages);
+		    blk_len(pr->models[i].hugepages) +
+		    blk_len(pr->models[i].placement);
 	if ((b.p = malloc(size > 0 ? size : 1)) == NULL) {
 		proto_response_free(&resp);
 		return h_err(h, -ENOMEM, "out of memory");
@@ -941,6 +957,15 @@ hearth_ps(struct hearth *h, struct hearth_ps_entry **models, size_t *n)
 		m[i].clients = pe->clients;
 		m[i].tokens = pe->tokens;
 		m[i].keep_alive = pe->keep_alive;
+		m[i].weights = pe->weights;
+		m[i].kv = pe->kv;
+		m[i].scratch = pe->scratch;
+		m[i].bytes_1g = pe->bytes_1g;
+		m[i].bytes_2m = pe->bytes_2m;
+		m[i].bytes_thp = pe->bytes_thp;
+		m[i].bytes_small = pe->bytes_small;
+		m[i].pinned = pe->pinned;
+		m[i].placement = blk_cstr(&b, pe->placement);
 	}
 	*n = pr->n_models;
 	*models = m;
@@ -970,6 +995,10 @@ hearth_stats(struct hearth *h, struct hearth_stats *out)
 	out->generated_tokens = sr->generated_tokens;
 	out->models = sr->models;
 	out->memory = sr->memory;
+	out->budget = sr->budget;
+	out->weights = sr->weights;
+	out->kv = sr->kv;
+	out->scratch = sr->scratch;
 	proto_response_free(&resp);
 	return 0;
 }

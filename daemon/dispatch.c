@@ -547,6 +547,9 @@ dispatch_start(struct dreq *d)
 		    "internal error");
 		return;
 	}
+	/* load needs an admin rule (dispatch_check_access): so does pin */
+	if (req->type == PROTO_MSG_LOAD && req->u.load.has_pin)
+		reg_set_pin(rm, req->u.load.pin);
 	if (rm->state == REG_RESIDENT) {
 		d->model = rm;
 		d->state = DREQ_NONE;
@@ -879,6 +882,10 @@ dispatch_stats(struct conn *c, const struct proto_request *req)
 	resp.u.stats.generated_tokens = t.generated_tokens;
 	resp.u.stats.models = t.models;
 	resp.u.stats.memory = t.memory;
+	resp.u.stats.budget = reg_budget(c->srv->reg);
+	resp.u.stats.weights = t.weights;
+	resp.u.stats.kv = t.kv;
+	resp.u.stats.scratch = t.scratch;
 	conn_reply(c, &resp);
 }
 

@@ -229,8 +229,9 @@ fwd_mm_part(struct fwd *f, const struct fwd_mmi *it, size_t n_it, size_t n,
 
 	for (i = 0; i < n_it; i++)
 		total += fwd_weight_bytes(ops, it[i].w);
-	lo = (size_t)((unsigned __int128)total * ith / nth);
-	hi = (size_t)((unsigned __int128)total * (ith + 1) / nth);
+	/* total < 2^48 (model sizes) and nth <= 256: no overflow */
+	lo = (size_t)((uint64_t)total * ith / nth);
+	hi = (size_t)((uint64_t)total * (ith + 1) / nth);
 	for (i = 0; i < n_it; i++) {
 		const struct model_weight *w = it[i].w;
 		size_t bytes = fwd_weight_bytes(ops, w);
@@ -310,8 +311,8 @@ fwd_mm_group(struct fwd *f, const float *x, size_t n,
  * cache, which already holds the rows' own keys and values. The units
  * are (row, head); a row at position p costs p + 1 keys, and thread ith
  * takes the units that start in its 1/nth of the total cost (threads
- * past f->n_att have no scratch and sit out when the reference kernel,
- * which needs it, runs). Adjacent heads sharing a kv head go together.
+ * past f->n_att, when the pool grew after fwd_new(), have no scratch
+ * row and sit out). Adjacent heads sharing a kv head go together.
  *   q: [rows][n_head*head_dim] -> att_out: same shape
  */
 static void

@@ -64,8 +64,9 @@ struct fwd {
 					 * per thread (reference attention) */
 	float		*hb;		/* [n_batch][n_ff] gate */
 	float		*hb2;		/* [n_batch][n_ff] up */
-	void		*xq;		/* [n_batch] activation rows in the
-					 * weight type's form (<= float32) */
+	void		*xq;		/* [n_batch][xq_row] activation rows
+					 * in the form the model's kernels
+					 * multiply with (ops->quantize_act) */
 	size_t		 xq_row;	/* bytes of one row of xq */
 	uint32_t	 n_att;		/* threads with an att row */
 	int32_t		*row_pos;	/* [n_batch] position of each row */

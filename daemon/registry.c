@@ -61,6 +61,8 @@ struct reg_reply_mem {
 	struct gguf		*g;		/* show: opened for it */
 	char			 strs[3][NUMA_REASON_MAX + 256]; /* show:
 						 * residency values */
+	char			*labels;	/* ps: [n][PROTO_MAX_LABEL + 1]
+						 * placements */
 };
 
 static void reg_model_free(struct reg_model *rm);
@@ -615,6 +617,7 @@ reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
 	rm->path = path;
 	cm = config_model_find(r->srv->cfg, name);
 	rm->pinned = cm != NULL && cm->pin;
+	rm->pin_asked = -1;
 	if (has_ka)
 		rm->keep_alive = keep_alive;
 	else if (cm != NULL && cm->has_keep_alive)
@@ -1050,6 +1053,7 @@ reg_reply_free(struct proto_response *resp)
 	if (mem == NULL)
 		return;
 	free(mem->array);
+	free(mem->labels);
 	meta_show_free(&mem->show);
 	gguf_close(mem->g);
 	free(mem);
@@ -1332,10 +1336,26 @@ reg_ps_pages(const struct reg_model *rm)
 	return "none";
 }
 
+/* The placement label of rm for ps, in buf[PROTO_MAX_LABEL + 1]. */
+static const char *
+reg_ps_placement(const struct reg_model *rm, char *buf)
+{
+	size_t i;
+
+	snprintf(buf, PROTO_MAX_LABEL + 1, "%s: %.200s",
+	    numa_policy_name(rm->place.policy), rm->place.reason);
+	for (i = 0; buf[i] != '\0'; i++)	/* a label: no controls */
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f ||
+		    (unsigned char)buf[i] >= 0x80)
+			buf[i] = '?';
+	return buf;
+}
+
 int
 reg_ps(struct registry *r, struct proto_response *resp,
     struct proto_err *err)
 {
+	const struct mem_usage *u;
 	struct proto_ps_entry *v;
 	struct reg_reply_mem *mem;
 	struct sched_stats st;
@@ -1344,15 +1364,33 @@ reg_ps(struct registry *r, struct proto_response *resp,
 	uint32_t n = 0;
 
 	if ((mem = reg_reply_mem(resp)) == NULL ||
-	    (v = calloc(r->n_models ? r->n_models : 1, sizeof(*v))) == NULL)
+	    (v = calloc(r->n_models ? r->n_models : 1, sizeof(*v))) == NULL ||
+	    (mem->labels = calloc(r->n_models ? r->n_models : 1,
+	    PROTO_MAX_LABEL + 1)) == NULL) {
+		if (mem != NULL)
+			mem->array = v;
 		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
 		    "out of memory");
+	}
 	mem->array = v;
 	TAILQ_FOREACH(rm, &r->models, entry) {
 		if (rm->m == NULL || rm->s == NULL)
 			continue;
 		v[n].name = rm->name;
 		v[n].memory = reg_memory(rm, &st);
+		v[n].weights = rm->m->mem_size;
+		v[n].kv = st.kv_bytes;
+		v[n].scratch = st.scratch_bytes;
+		if (rm->m->weights != NULL) {
+			u = &rm->m->weights->usage;
+			v[n].bytes_1g = u->huge_1g;
+			v[n].bytes_2m = u->huge_2m;
+			v[n].bytes_thp = u->thp;
+			v[n].bytes_small = u->small;
+		}
+		v[n].pinned = rm->pinned;
+		v[n].placement = reg_ps_placement(rm,
+		    mem->labels + (size_t)n * (PROTO_MAX_LABEL + 1));
 		v[n].hugepages = reg_ps_pages(rm);
 		v[n].clients = st.clients;
 		v[n].tokens = st.prompt_tokens + st.generated_tokens;
@@ -1384,6 +1422,9 @@ reg_totals(struct registry *r, struct reg_totals *t)
 			continue;
 		t->models++;
 		t->memory += reg_memory(rm, &st);
+		t->weights += rm->m->mem_size;
+		t->kv += st.kv_bytes;
+		t->scratch += st.scratch_bytes;
 		t->prompt_tokens += st.prompt_tokens;
 		t->generated_tokens += st.generated_tokens;
 	}
@@ -1424,6 +1465,19 @@ reg_preloading(struct registry *r)
 }
 
 void
+reg_set_pin(struct reg_model *rm, bool pin)
+{
+	rm->pin_asked = pin;
+	if (rm->pinned == pin)
+		return;
+	rm->pinned = pin;
+	log_info("registry: %s is %s by a load request", rm->name, pin ?
+	    "pinned" : "no longer pinned");
+	if (rm->state == REG_RESIDENT)
+		reg_check_idle(rm);	/* arms or disarms the keep-alive */
+}
+
+void
 reg_reconfigure(struct registry *r)
 {
 	const struct config_model *cm;
@@ -1432,8 +1486,9 @@ reg_reconfigure(struct registry *r)
 	for (rm = TAILQ_FIRST(&r->models); rm != NULL; rm = next) {
 		next = TAILQ_NEXT(rm, entry);
 		cm = config_model_find(r->srv->cfg, rm->name);
-		if (rm->pinned == (cm != NULL && cm->pin))
-			continue;
+		if (rm->pin_asked >= 0 ||
+		    rm->pinned == (cm != NULL && cm->pin))
+			continue;	/* a load's pin outlives the reload */
 		rm->pinned = cm != NULL && cm->pin;
 		log_info("registry: %s is %s", rm->name, rm->pinned ?
 		    "pinned" : "no longer pinned");

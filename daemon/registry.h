@@ -81,8 +81,12 @@ struct reg_model {
 	double			 load_start;	/* monotonic seconds */
 	double			 load_ms;	/* how long the load took */
 	int64_t			 keep_alive;	/* seconds once idle; -1 forever */
-	bool			 pinned;	/* [model] pin: no keep-alive
-						 * expiry, never evicted */
+	bool			 pinned;	/* [model] pin or a load's pin: no
+						 * keep-alive expiry, never
+						 * evicted */
+	int			 pin_asked;	/* -1: pin follows [model] pin;
+						 * 0/1: a load request's pin,
+						 * kept over a reload */
 	bool			 preload;	/* loading for [model] preload */
 	bool			 admitted;	/* cost and place are counted in
 						 * the registry's budget and NUMA
@@ -105,6 +109,9 @@ struct reg_model {
 struct reg_totals {
 	uint32_t	 models;		/* resident now */
 	uint64_t	 memory;		/* bytes of resident models */
+	uint64_t	 weights;		/* of memory: weights */
+	uint64_t	 kv;			/* of memory: KV caches */
+	uint64_t	 scratch;		/* of memory: scratch */
 	uint64_t	 prompt_tokens;		/* since start */
 	uint64_t	 generated_tokens;
 };
@@ -169,6 +176,8 @@ void	reg_pause_conn(struct registry *r, uint64_t conn_id, bool paused);
 void	reg_preload(struct registry *r);
 /* Models loading for preload (READY=1 waits for none). */
 uint32_t reg_preloading(struct registry *r);
+/* A load request's pin (admin): pin or unpin rm, over [model] pin. */
+void	reg_set_pin(struct reg_model *rm, bool pin);
 /* After a reload: apply pin (and the keep-alive it implies) anew. */
 void	reg_reconfigure(struct registry *r);
 /* Resident models, requests in schedulers, requests waiting for a load. */

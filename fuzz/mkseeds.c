@@ -380,7 +380,8 @@ ms_responses(struct proto_buf *all)
 		{ "other", 1, "", "", 0, "", false },
 	};
 	static const struct proto_ps_entry ps[] = {
-		{ "tiny", 4096, "thp", 2, 77, -1 },
+		{ "tiny", 4096, "thp", 2, 77, -1, 2048, 1024, 1024, 0, 0,
+		    2048, 0, true, "local: one node" },
 	};
 	struct proto_meta meta[6];
 	struct proto_response r;

@@ -179,6 +179,15 @@ struct hearth_load_info {
 int	 hearth_load(struct hearth *h, const char *model, int64_t keep_alive,
 	    hearth_progress_fn progress, void *arg,
 	    struct hearth_load_info *info);
+/* Flags of hearth_load_ex (at most one; pinning needs an admin rule). */
+#define HEARTH_LOAD_PIN		(1u << 0)	/* keep resident forever, never
+						   evicted for another load */
+#define HEARTH_LOAD_UNPIN	(1u << 1)	/* undo a pin: evictable, the
+						   keep-alive applies again */
+/* hearth_load with flags; hearth_load is hearth_load_ex with flags 0. */
+int	 hearth_load_ex(struct hearth *h, const char *model,
+	    int64_t keep_alive, unsigned flags, hearth_progress_fn progress,
+	    void *arg, struct hearth_load_info *info);
 int	 hearth_unload(struct hearth *h, const char *model);
 
 /* One resident model. */
@@ -189,6 +198,18 @@ struct hearth_ps_entry {
 	uint32_t	 clients;	/* connections using it */
 	uint64_t	 tokens;	/* tokens served since load */
 	int64_t		 keep_alive;	/* seconds left, -1 forever */
+	/* The split of memory and the pages of the weights (0: an older
+	 * server did not say). */
+	uint64_t	 weights;	/* bytes of the weights */
+	uint64_t	 kv;		/* bytes of the KV cache */
+	uint64_t	 scratch;	/* bytes of scratch buffers */
+	uint64_t	 bytes_1g;	/* weight bytes in 1 GiB hugepages */
+	uint64_t	 bytes_2m;	/* weight bytes in 2 MiB hugepages */
+	uint64_t	 bytes_thp;	/* weight bytes in transparent hugepages */
+	uint64_t	 bytes_small;	/* weight bytes in base pages */
+	bool		 pinned;	/* never evicted, no keep-alive expiry */
+	const char	*placement;	/* NUMA placement ("local: ..."); "" when
+					   not reported */
 };
 
 int	 hearth_ps(struct hearth *h, struct hearth_ps_entry **models,
@@ -202,6 +223,11 @@ struct hearth_stats {
 	uint64_t	 generated_tokens; /* generated since start */
 	uint32_t	 models;	/* resident now */
 	uint64_t	 memory;	/* resident model bytes */
+	uint64_t	 budget;	/* memory budget for models (0: not
+					   reported) */
+	uint64_t	 weights;	/* of memory: weights */
+	uint64_t	 kv;		/* of memory: KV caches */
+	uint64_t	 scratch;	/* of memory: scratch */
 };
 
 int	 hearth_stats(struct hearth *h, struct hearth_stats *out);

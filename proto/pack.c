@@ -780,6 +780,11 @@ check_reply(const struct proto_response *r, const struct proto_limits *l,
 			if (m->keep_alive < -1)
 				return BAD(path, "%lld is below -1",
 				    (long long)m->keep_alive);
+			snprintf(path, sizeof(path), "models[%u].placement",
+			    i);
+			if (m->placement != NULL && (rc = check_label(e, what,
+			    path, m->placement, PROTO_MAX_LABEL, true)) < 0)
+				return rc;
 		}
 		return 0;
 	case PROTO_MSG_RENDER:
@@ -1244,6 +1249,10 @@ proto_pack_request(struct proto_buf *b, const struct proto_request *r,
 		p_cstr(k, r->u.load.model);
 		pack_keep_alive(k, n, r->u.load.has_keep_alive,
 		    r->u.load.keep_alive);
+		if (r->u.load.has_pin) {
+			KEY("pin");
+			p_bool(k, r->u.load.pin);
+		}
 		break;
 	case PROTO_MSG_GENERATE:
 		KEY("model");
@@ -1426,7 +1435,7 @@ pack_reply(struct pk *k, unsigned *n, const struct proto_response *r)
 		for (i = 0; i < r->u.ps.n_models && k->rc == 0; i++) {
 			const struct proto_ps_entry *m = &r->u.ps.models[i];
 
-			p_map(k, 6);
+			p_map(k, m->placement != NULL ? 15 : 14);
 			p_cstr(k, "name");
 			p_cstr(k, m->name);
 			p_cstr(k, "memory");
@@ -1439,6 +1448,26 @@ pack_reply(struct pk *k, unsigned *n, const struct proto_response *r)
 			p_u64(k, m->tokens);
 			p_cstr(k, "keep_alive");
 			p_i64(k, m->keep_alive);
+			p_cstr(k, "weights");
+			p_u64(k, m->weights);
+			p_cstr(k, "kv");
+			p_u64(k, m->kv);
+			p_cstr(k, "scratch");
+			p_u64(k, m->scratch);
+			p_cstr(k, "bytes_1g");
+			p_u64(k, m->bytes_1g);
+			p_cstr(k, "bytes_2m");
+			p_u64(k, m->bytes_2m);
+			p_cstr(k, "bytes_thp");
+			p_u64(k, m->bytes_thp);
+			p_cstr(k, "bytes_small");
+			p_u64(k, m->bytes_small);
+			p_cstr(k, "pinned");
+			p_bool(k, m->pinned);
+			if (m->placement != NULL) {
+				p_cstr(k, "placement");
+				p_cstr(k, m->placement);
+			}
 		}
 		break;
 	case PROTO_MSG_RENDER:
@@ -1493,6 +1522,16 @@ pack_reply(struct pk *k, unsigned *n, const struct proto_response *r)
 		p_u64(k, r->u.stats.models);
 		KEY("memory");
 		p_u64(k, r->u.stats.memory);
+		if (r->u.stats.budget > 0) {
+			KEY("budget");
+			p_u64(k, r->u.stats.budget);
+		}
+		KEY("weights");
+		p_u64(k, r->u.stats.weights);
+		KEY("kv");
+		p_u64(k, r->u.stats.kv);
+		KEY("scratch");
+		p_u64(k, r->u.stats.scratch);
 		break;
 	default:
 		break;

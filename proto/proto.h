@@ -165,6 +165,9 @@ struct proto_load {
 	bool		 has_keep_alive; /* keep_alive was given */
 	int64_t		 keep_alive;	/* seconds: -1 forever, 0 unload when
 					   idle, ..PROTO_MAX_KEEP_ALIVE */
+	bool		 has_pin;	/* pin was given */
+	bool		 pin;		/* true: keep resident forever, never
+					   evicted; false: unpin (admin) */
 };
 
 /* Input of generate, eval, embed: exactly one of text and ids. */
@@ -359,6 +362,16 @@ struct proto_ps_entry {
 	uint32_t	 clients;	/* connections using it */
 	uint64_t	 tokens;	/* tokens served since load */
 	int64_t		 keep_alive;	/* seconds left, -1 forever */
+	uint64_t	 weights;	/* bytes of the weights (0: unknown) */
+	uint64_t	 kv;		/* bytes of the KV cache */
+	uint64_t	 scratch;	/* bytes of scratch buffers */
+	uint64_t	 bytes_1g;	/* weight bytes in 1 GiB hugepages */
+	uint64_t	 bytes_2m;	/* weight bytes in 2 MiB hugepages */
+	uint64_t	 bytes_thp;	/* weight bytes in transparent hugepages */
+	uint64_t	 bytes_small;	/* weight bytes in base pages */
+	bool		 pinned;	/* never evicted, no keep-alive expiry */
+	const char	*placement;	/* NULL (not sent) or NUMA placement,
+					   a label of <= PROTO_MAX_LABEL bytes */
 };
 
 struct proto_ps_reply {
@@ -413,6 +426,11 @@ struct proto_stats_reply {
 	uint64_t	 generated_tokens; /* generated since start */
 	uint32_t	 models;	/* resident now */
 	uint64_t	 memory;	/* resident model bytes */
+	uint64_t	 budget;	/* memory budget for models, bytes (0:
+					   not sent) */
+	uint64_t	 weights;	/* of memory: weights, bytes */
+	uint64_t	 kv;		/* of memory: KV caches, bytes */
+	uint64_t	 scratch;	/* of memory: scratch, bytes */
 };
 
 /* A generated piece (streaming generate/chat). */

@@ -662,7 +662,7 @@ dec_request_body(struct dec *d, const msgpack_object *map,
 {
 	static const char *const hello_names[] = { "version", "client", NULL };
 	static const char *const model_names[] = { "model", "keep_alive",
-	    NULL };
+	    "pin", NULL };
 	static const char *const gen_names[] = { "model", "prompt", "ids",
 	    NULL };
 	static const char *const eval_names[] = { "model", "text", "ids",
@@ -693,8 +693,12 @@ dec_request_body(struct dec *d, const msgpack_object *map,
 		if (r->type == PROTO_MSG_UNLOAD)
 			return dec_model(d, &f, &r->u.unload.model);
 		OPT(dec_model(d, &f, &r->u.load.model));
-		return dec_keep_alive(d, fget(&f, "keep_alive"),
-		    &r->u.load.has_keep_alive, &r->u.load.keep_alive);
+		OPT(dec_keep_alive(d, fget(&f, "keep_alive"),
+		    &r->u.load.has_keep_alive, &r->u.load.keep_alive));
+		if ((o = fget(&f, "pin")) == NULL)
+			return 0;
+		r->u.load.has_pin = true;
+		return g_bool(d, o, "pin", &r->u.load.pin);
 	case PROTO_MSG_GENERATE:
 		OPT(collect(d, map, NULL, gen_names, &f));
 		OPT(dec_model(d, &f, &r->u.generate.model));
@@ -1119,8 +1123,14 @@ static int
 dec_ps_reply(struct dec *d, const struct fields *f, struct proto_ps_reply *p)
 {
 	static const char *const names[] = { "name", "memory", "hugepages",
-	    "clients", "tokens", "keep_alive", NULL };
+	    "clients", "tokens", "keep_alive", "weights", "kv", "scratch",
+	    "bytes_1g", "bytes_2m", "bytes_thp", "bytes_small", "pinned",
+	    "placement", NULL };
+	static const char *const bytes[] = { "weights", "kv", "scratch",
+	    "bytes_1g", "bytes_2m", "bytes_thp", "bytes_small", NULL };
 	struct proto_ps_entry	*m;
+	uint64_t		*bv[7];
+	size_t			 j;
 	struct fields		 mf;
 	const msgpack_object	*o, *v;
 	char			 ep[48];
@@ -1162,6 +1172,24 @@ dec_ps_reply(struct dec *d, const struct fields *f, struct proto_ps_reply *p)
 		if ((v = fget(&mf, "keep_alive")) != NULL)
 			OPT(g_int(d, v, ipath(ep, sizeof(ep), "models", i,
 			    "keep_alive"), -1, INT64_MAX, &m[i].keep_alive));
+		bv[0] = &m[i].weights;
+		bv[1] = &m[i].kv;
+		bv[2] = &m[i].scratch;
+		bv[3] = &m[i].bytes_1g;
+		bv[4] = &m[i].bytes_2m;
+		bv[5] = &m[i].bytes_thp;
+		bv[6] = &m[i].bytes_small;
+		for (j = 0; bytes[j] != NULL; j++)
+			if ((v = fget(&mf, bytes[j])) != NULL)
+				OPT(g_uint(d, v, ipath(ep, sizeof(ep), "models",
+				    i, bytes[j]), UINT64_MAX, bv[j]));
+		if ((v = fget(&mf, "pinned")) != NULL)
+			OPT(g_bool(d, v, ipath(ep, sizeof(ep), "models", i,
+			    "pinned"), &m[i].pinned));
+		if ((v = fget(&mf, "placement")) != NULL)
+			OPT(g_str(d, v, ipath(ep, sizeof(ep), "models", i,
+			    "placement"), PROTO_MAX_LABEL, S_NAME,
+			    &m[i].placement, NULL));
 	}
 	p->models = m;
 	p->n_models = n;
@@ -1209,7 +1237,7 @@ dec_reply(struct dec *d, const msgpack_object *map, struct proto_response *r)
 	    "template", "tokens", "logprobs", "top", "top_ids",
 	    "top_logprobs", "embedding", "ids", "text", "found", "uptime",
 	    "connections", "requests", "prompt_tokens", "generated_tokens",
-	    NULL };
+	    "budget", "weights", "kv", "scratch", NULL };
 	struct fields		 f;
 	const msgpack_object	*o;
 	enum proto_msg		 t;
@@ -1289,7 +1317,11 @@ dec_reply(struct dec *d, const msgpack_object *map, struct proto_response *r)
 		OPT(dec_opt_u64(d, &f, "generated_tokens",
 		    &r->u.stats.generated_tokens));
 		OPT(dec_opt_u32(d, &f, "models", &r->u.stats.models));
-		return dec_opt_u64(d, &f, "memory", &r->u.stats.memory);
+		OPT(dec_opt_u64(d, &f, "memory", &r->u.stats.memory));
+		OPT(dec_opt_u64(d, &f, "budget", &r->u.stats.budget));
+		OPT(dec_opt_u64(d, &f, "weights", &r->u.stats.weights));
+		OPT(dec_opt_u64(d, &f, "kv", &r->u.stats.kv));
+		return dec_opt_u64(d, &f, "scratch", &r->u.stats.scratch);
 	default:
 		return 0;	/* unload, ping */
 	}

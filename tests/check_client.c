@@ -101,6 +101,8 @@ struct fake {
 	char			 tmpl[PROTO_MAX_IDENT + 1];
 	uint32_t		 n_messages;
 	bool			 special;	/* tokenize/detokenize */
+	uint32_t		 pin_log;	/* loads, base 3, last lowest:
+						 * 0 no pin, 1 unpin, 2 pin */
 	struct proto_reader	*rd;
 };
 
@@ -292,7 +294,8 @@ fake_reply(struct fake *f, const struct proto_request *req)
 		{ "beta", 5, "", "", 0, "", false },
 	};
 	static const struct proto_ps_entry ps[1] = {
-		{ "alpha", 4096, "thp", 2, 77, -1 },
+		{ "alpha", 4096, "thp", 2, 77, -1, 2048, 1536, 512, 0,
+		    2097152, 4096, 8192, true, "local: one node" },
 	};
 	struct proto_meta	 meta[6];
 	struct proto_response	 r;
@@ -354,6 +357,8 @@ fake_reply(struct fake *f, const struct proto_request *req)
 		}
 		f->has_keep_alive = req->u.load.has_keep_alive;
 		f->keep_alive = req->u.load.keep_alive;
+		f->pin_log = f->pin_log * 3 + (req->u.load.has_pin ?
+		    1u + req->u.load.pin : 0);
 		r.u.load.model = req->u.load.model;
 		r.u.load.memory = 4096;
 		r.u.load.ms = 1.5;
@@ -371,6 +376,10 @@ fake_reply(struct fake *f, const struct proto_request *req)
 		r.u.stats.generated_tokens = 4;
 		r.u.stats.models = 5;
 		r.u.stats.memory = 6;
+		r.u.stats.budget = 7ull << 30;
+		r.u.stats.weights = 3;
+		r.u.stats.kv = 2;
+		r.u.stats.scratch = 1;
 		break;
 	case PROTO_MSG_TOKENIZE:
 		/* BOS 1, then byte + 3 */
@@ -644,6 +653,15 @@ START_TEST(test_fake_models)
 	ck_assert_uint_eq(ps[0].clients, 2);
 	ck_assert_uint_eq(ps[0].tokens, 77);
 	ck_assert_int_eq(ps[0].keep_alive, -1);
+	ck_assert_uint_eq(ps[0].weights, 2048);
+	ck_assert_uint_eq(ps[0].kv, 1536);
+	ck_assert_uint_eq(ps[0].scratch, 512);
+	ck_assert_uint_eq(ps[0].bytes_1g, 0);
+	ck_assert_uint_eq(ps[0].bytes_2m, 2097152);
+	ck_assert_uint_eq(ps[0].bytes_thp, 4096);
+	ck_assert_uint_eq(ps[0].bytes_small, 8192);
+	ck_assert(ps[0].pinned);
+	ck_assert_str_eq(ps[0].placement, "local: one node");
 	hearth_free(ps);
 
 	ck_assert_int_eq(hearth_stats(h, &st), 0);
@@ -654,6 +672,10 @@ START_TEST(test_fake_models)
 	ck_assert_uint_eq(st.generated_tokens, 4);
 	ck_assert_uint_eq(st.models, 5);
 	ck_assert_uint_eq(st.memory, 6);
+	ck_assert_uint_eq(st.budget, 7ull << 30);
+	ck_assert_uint_eq(st.weights, 3);
+	ck_assert_uint_eq(st.kv, 2);
+	ck_assert_uint_eq(st.scratch, 1);
 	hearth_close(h);
 	fake_join(&f);
 }
@@ -698,11 +720,24 @@ START_TEST(test_fake_load)
 	    stop_progress, NULL, NULL), -ECANCELED);
 	ck_assert_int_eq(hearth_load(h, "alpha", -1, NULL, NULL, NULL), 0);
 	ck_assert_int_eq(hearth_unload(h, "alpha"), 0);
+	/* pin and unpin; both flags, or unknown ones, are refused */
+	ck_assert_int_eq(hearth_load_ex(h, "alpha", HEARTH_KEEP_ALIVE_DEFAULT,
+	    HEARTH_LOAD_PIN, NULL, NULL, &li), 0);
+	ck_assert_int_eq(hearth_load_ex(h, "alpha", HEARTH_KEEP_ALIVE_DEFAULT,
+	    HEARTH_LOAD_UNPIN, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(hearth_load_ex(h, "alpha", 5, 0, NULL, NULL, NULL),
+	    0);
+	ck_assert_int_eq(hearth_load_ex(h, "alpha", -1, HEARTH_LOAD_PIN |
+	    HEARTH_LOAD_UNPIN, NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(hearth_load_ex(h, "alpha", -1, 4, NULL, NULL, NULL),
+	    -EINVAL);
 	ck_assert_int_eq(hearth_ping(h), 0);
 	hearth_close(h);
 	fake_join(&f);
 	ck_assert(f.has_keep_alive);
-	ck_assert_int_eq(f.keep_alive, -1);
+	ck_assert_int_eq(f.keep_alive, 5);
+	/* loads: none, none, none, pin, unpin, none */
+	ck_assert_uint_eq(f.pin_log, ((2u * 3) + 1) * 3 + 0);
 }
 END_TEST
 
@@ -2369,6 +2404,36 @@ START_TEST(test_cli_fake)
 	ck_assert(strstr(out, "forever") != NULL);
 	ck_assert(strstr(out, "server:           fake 1.0") != NULL);
 	ck_assert_str_eq(err, "");
+	free(out);
+	free(err);
+	/* pin: the load says so; ps shows the split, pin and pages */
+	st = sh("$HEARTH -s $SOCK load --pin alpha && $HEARTH -s $SOCK ps && "
+	    "$HEARTH -s $SOCK stats", &out, &err);
+	ck_assert_msg(st == 0, "status %d: %s", st, err);
+	ck_assert_msg(strstr(out, "alpha: loaded, 4.0 KiB resident (2 ms), "
+	    "pinned\n") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "NAME       MEMORY     WEIGHTS          KV"
+	    "     SCRATCH  PINNED  CLIENTS      TOKENS  KEEP_ALIVE  PAGES\n"
+	    "alpha     4.0 KiB     2.0 KiB     1.5 KiB       512 B  yes     "
+	    "      2          77  forever     2.0 MiB 2M + 4.0 KiB THP + "
+	    "8.0 KiB small\n") != NULL, "%s", out);
+	ck_assert(strstr(out, "memory split:     weights 3 B, KV 2 B, "
+	    "scratch 1 B\n") != NULL);
+	ck_assert(strstr(out, "memory budget:    7.0 GiB\n") != NULL);
+	free(out);
+	free(err);
+	st = sh("$HEARTH -s $SOCK load alpha --unpin --json && "
+	    "$HEARTH -s $SOCK ps --json", &out, &err);
+	ck_assert_msg(st == 0, "status %d: %s", st, err);
+	ck_assert_msg(strstr(out, "\"pinned\":false}\n") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"weights\":2048,\"kv\":1536,"
+	    "\"scratch\":512,\"bytes_1g\":0,\"bytes_2m\":2097152,"
+	    "\"bytes_thp\":4096,\"bytes_small\":8192,\"pinned\":true,"
+	    "\"placement\":\"local: one node\"}\n") != NULL, "%s", out);
+	free(out);
+	free(err);
+	st = sh("$HEARTH -s $SOCK ps --pin", &out, &err);
+	ck_assert_int_eq(st, 2);
 	free(out);
 	free(err);
 	/* errors: one line, status 1 */

@@ -647,6 +647,7 @@ ps_has(struct tc *c, const char *name, struct proto_ps_entry *out)
 				*out = resp.u.ps.models[k];
 				out->name = NULL;
 				out->hugepages = NULL;
+				out->placement = NULL;
 			}
 		}
 	proto_response_free(&resp);
@@ -2226,6 +2227,109 @@ START_TEST(test_budget_evict)
 }
 END_TEST
 
+/* A load with pin set (pin true or false); waits for its reply. */
+static void
+tc_load_pin(struct tc *c, const char *model, bool pin)
+{
+	struct proto_request r;
+	int64_t id;
+
+	proto_request_init(&r, PROTO_MSG_LOAD, 0);
+	r.u.load.model = model;
+	r.u.load.has_pin = true;
+	r.u.load.pin = pin;
+	id = tc_send(c, &r);
+	ck_assert_int_gt(id, 0);
+	tc_load_done(c, (uint64_t)id);
+}
+
+/*
+ * load with pin = true keeps a model through an eviction that would
+ * otherwise take it (it is the least recently used); pin = false gives
+ * it back. ps and stats show the memory split.
+ */
+START_TEST(test_load_pin)
+{
+	int32_t w_pin[16], w_a[16], w_b[16];
+	uint32_t n_pin, n_a, n_b;
+	uint64_t c_pin, c_a, c_b, budget;
+	struct proto_response resp;
+	struct proto_ps_entry pe;
+	char conf[4400];
+	struct tc c;
+	int64_t id;
+	FILE *f;
+
+	n_pin = direct_generate("bpin", "hello", 16, w_pin);
+	n_a = direct_generate("ba", "hello", 16, w_a);
+	n_b = direct_generate("bb", "hello", 16, w_b);
+	tc_open(&c);
+	c_pin = show_u(&c, "bpin", "hearth.memory.total");
+	c_a = show_u(&c, "ba", "hearth.memory.total");
+	c_b = show_u(&c, "bb", "hearth.memory.total");
+	tc_close(&c);
+	ck_assert_int_eq(daemon_stop(), 0);
+
+	/* room for two of the three, whichever */
+	budget = c_pin + c_a + c_b - (c_pin < c_a ? (c_pin < c_b ? c_pin :
+	    c_b) : (c_a < c_b ? c_a : c_b)) / 2;
+	budget = budget > c_pin + c_a + c_b - 1 ? c_pin + c_a + c_b - 1 :
+	    budget;
+	ck_assert_uint_ge(budget, c_a + c_b);
+	ck_assert_uint_ge(budget, c_a + c_pin);
+	snprintf(conf, sizeof(conf), "%s/pin.conf", g_dir);
+	f = fopen(conf, "w");
+	fprintf(f, "[daemon]\nkeep_alive = 300\nn_parallel = 16\n"
+	    "max_models = 8\nmemory_budget = %llu\npages = small\n",
+	    (unsigned long long)budget);
+	fclose(f);
+	daemon_start_conf("pin.conf");
+
+	tc_open(&c);
+	tc_load_pin(&c, "ba", true);
+	ck_assert(ps_has(&c, "ba", &pe));
+	ck_assert(pe.pinned);
+	ck_assert_int_eq(pe.keep_alive, -1);
+	ck_assert_uint_gt(pe.weights, 0);
+	ck_assert_uint_gt(pe.kv, 0);
+	ck_assert_uint_eq(pe.weights + pe.kv + pe.scratch, pe.memory);
+	/* pages = small: the weights are all in base pages */
+	ck_assert_uint_gt(pe.bytes_small, 0);
+	ck_assert_uint_eq(pe.bytes_1g + pe.bytes_2m, 0);
+	expect_answer(&c, "bb", "hello", w_b, n_b);
+	ck_assert(ps_has(&c, "bb", &pe));
+	ck_assert(!pe.pinned);
+	/* ba is the least recently used, but pinned: bb goes */
+	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
+	ck_assert(ps_has(&c, "ba", NULL) && ps_has(&c, "bpin", NULL));
+	ck_assert(!ps_has(&c, "bb", NULL));
+	ck_assert(log_has("evicting bb"));
+	expect_answer(&c, "ba", "hello", w_a, n_a);
+
+	/* stats: the budget and the split of the resident memory */
+	id = tc_simple(&c, PROTO_MSG_STATS, NULL);
+	tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_STATS, &resp);
+	ck_assert_uint_eq(resp.u.stats.budget, budget);
+	ck_assert_uint_eq(resp.u.stats.models, 2);
+	ck_assert_uint_gt(resp.u.stats.weights, 0);
+	ck_assert_uint_eq(resp.u.stats.weights + resp.u.stats.kv +
+	    resp.u.stats.scratch, resp.u.stats.memory);
+	proto_response_free(&resp);
+
+	/* unpinned, ba is evictable again: with bpin used since, ba is the
+	 * least recently used and bb's load takes it */
+	tc_load_pin(&c, "ba", false);
+	ck_assert(ps_has(&c, "ba", &pe));
+	ck_assert(!pe.pinned);
+	ck_assert_int_ge(pe.keep_alive, 0);
+	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
+	expect_answer(&c, "bb", "hello", w_b, n_b);
+	ck_assert(!ps_has(&c, "ba", NULL));
+	ck_assert(ps_has(&c, "bb", NULL) && ps_has(&c, "bpin", NULL));
+	tc_close(&c);
+}
+END_TEST
+
 START_TEST(test_truncate_resident)
 {
 	int32_t want[16], want2[16];
@@ -2381,6 +2485,7 @@ daemon_suite(void)
 	tcase_add_checked_fixture(tc, setup_residency, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_budget_evict);
+	tcase_add_test(tc, test_load_pin);
 	tcase_add_test(tc, test_truncate_resident);
 	tcase_add_test(tc, test_numa_topology);
 	suite_add_tcase(s, tc);

@@ -191,6 +191,8 @@ request_eq(const struct proto_request *a, const struct proto_request *b)
 		ck_assert_str_eq(a->u.load.model, b->u.load.model);
 		ck_assert(a->u.load.has_keep_alive == b->u.load.has_keep_alive);
 		ck_assert(a->u.load.keep_alive == b->u.load.keep_alive);
+		ck_assert(a->u.load.has_pin == b->u.load.has_pin);
+		ck_assert(a->u.load.pin == b->u.load.pin);
 		break;
 	case PROTO_MSG_GENERATE:
 		ck_assert_str_eq(a->u.generate.model, b->u.generate.model);
@@ -312,6 +314,18 @@ reply_eq(const struct proto_response *a, const struct proto_response *b)
 			ck_assert_uint_eq(x->clients, y->clients);
 			ck_assert(x->tokens == y->tokens);
 			ck_assert(x->keep_alive == y->keep_alive);
+			ck_assert(x->weights == y->weights);
+			ck_assert(x->kv == y->kv);
+			ck_assert(x->scratch == y->scratch);
+			ck_assert(x->bytes_1g == y->bytes_1g);
+			ck_assert(x->bytes_2m == y->bytes_2m);
+			ck_assert(x->bytes_thp == y->bytes_thp);
+			ck_assert(x->bytes_small == y->bytes_small);
+			ck_assert(x->pinned == y->pinned);
+			ck_assert((x->placement == NULL) ==
+			    (y->placement == NULL));
+			if (x->placement != NULL)
+				ck_assert_str_eq(x->placement, y->placement);
 		}
 		break;
 	case PROTO_MSG_RENDER:
@@ -639,6 +653,11 @@ START_TEST(test_roundtrip_requests)
 	roundtrip_request(&r);
 	r.u.load.keep_alive = 300;
 	roundtrip_request(&r);
+	r.u.load.has_pin = true;
+	r.u.load.pin = true;
+	roundtrip_request(&r);
+	r.u.load.pin = false;		/* unpin */
+	roundtrip_request(&r);
 
 	/* generate: text, then ids, every option set */
 	proto_request_init(&r, PROTO_MSG_GENERATE, 8);
@@ -747,8 +766,12 @@ START_TEST(test_roundtrip_responses)
 		{ "q", 0, "", "", 0, "", false },
 	};
 	struct proto_meta	 meta[6];
-	struct proto_ps_entry	 ps[1] = {
-		{ "aidreams260K", 2 << 20, "thp", 3, 12345, -1 },
+	struct proto_ps_entry	 ps[2] = {
+		{ "aidreams260K", 2 << 20, "thp", 3, 12345, -1, 0, 0, 0, 0,
+		    0, 0, 0, false, NULL },
+		{ "qwen", 6ull << 30, "2M", 1, 7, 120, 4ull << 30,
+		    (1ull << 30) + 5, 12345, 1ull << 30, (3ull << 30) - 4096,
+		    4096, 12288, true, "local: node 1 has the most free memory" },
 	};
 	struct proto_response	 r;
 
@@ -813,6 +836,8 @@ START_TEST(test_roundtrip_responses)
 	r.u.ps.models = ps;
 	r.u.ps.n_models = 1;
 	roundtrip_response(&r);
+	r.u.ps.n_models = 2;		/* memory split, pages, pin, placement */
+	roundtrip_response(&r);
 
 	proto_response_init(&r, PROTO_MSG_REPLY, 7);
 	r.request = PROTO_MSG_RENDER;
@@ -869,6 +894,11 @@ START_TEST(test_roundtrip_responses)
 	r.u.stats.generated_tokens = 77777;
 	r.u.stats.models = 1;
 	r.u.stats.memory = 5ull << 30;
+	roundtrip_response(&r);
+	r.u.stats.budget = 12ull << 30;
+	r.u.stats.weights = 4ull << 30;
+	r.u.stats.kv = 1ull << 30;
+	r.u.stats.scratch = 77;
 	roundtrip_response(&r);
 
 	proto_response_init(&r, PROTO_MSG_TOKEN, 14);
@@ -1120,6 +1150,87 @@ START_TEST(test_optional_defaults)
 	ck_assert(out.u.list.models[1].resident);
 	proto_response_free(&out);
 	mp_end();
+
+	/* a ps reply and a stats reply without the memory split */
+	mp_begin();
+	msgpack_pack_map(&mp, 4);
+	mp_s("type");
+	mp_s("reply");
+	mp_s("id");
+	msgpack_pack_uint64(&mp, 7);
+	mp_s("request");
+	mp_s("ps");
+	mp_s("models");
+	msgpack_pack_array(&mp, 1);
+	msgpack_pack_map(&mp, 2);
+	mp_s("name");
+	mp_s("m");
+	mp_s("memory");
+	msgpack_pack_uint64(&mp, 1000);
+	ck_assert_int_eq(proto_unpack_response(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert_uint_eq(out.u.ps.n_models, 1);
+	ck_assert(out.u.ps.models[0].memory == 1000);
+	ck_assert(out.u.ps.models[0].weights == 0);
+	ck_assert(out.u.ps.models[0].kv == 0);
+	ck_assert(out.u.ps.models[0].bytes_small == 0);
+	ck_assert(!out.u.ps.models[0].pinned);
+	ck_assert_ptr_null(out.u.ps.models[0].placement);
+	proto_response_free(&out);
+	mp_end();
+
+	mp_begin();
+	msgpack_pack_map(&mp, 4);
+	mp_s("type");
+	mp_s("reply");
+	mp_s("id");
+	msgpack_pack_uint64(&mp, 7);
+	mp_s("request");
+	mp_s("stats");
+	mp_s("memory");
+	msgpack_pack_uint64(&mp, 99);
+	ck_assert_int_eq(proto_unpack_response(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert(out.u.stats.memory == 99);
+	ck_assert(out.u.stats.budget == 0 && out.u.stats.weights == 0);
+	proto_response_free(&out);
+	mp_end();
+}
+END_TEST
+
+START_TEST(test_load_pin)
+{
+	struct proto_request	 out;
+	struct proto_err	 e;
+
+	/* without pin: has_pin is false */
+	req_begin("load", 1);
+	mp_s("model");
+	mp_s("m");
+	ck_assert_int_eq(proto_unpack_request(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert(!out.u.load.has_pin && !out.u.load.pin);
+	proto_request_free(&out);
+	mp_end();
+
+	req_begin("load", 2);
+	mp_s("model");
+	mp_s("m");
+	mp_s("pin");
+	msgpack_pack_true(&mp);
+	ck_assert_int_eq(proto_unpack_request(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert(out.u.load.has_pin && out.u.load.pin);
+	proto_request_free(&out);
+	mp_end();
+
+	/* pin must be a boolean */
+	req_begin("load", 2);
+	mp_s("model");
+	mp_s("m");
+	mp_s("pin");
+	msgpack_pack_uint64(&mp, 1);
+	expect_req(-EBADMSG, PROTO_E_BAD_REQUEST, "pin");
 }
 END_TEST
 
@@ -2448,6 +2559,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_socket);
 	tcase_add_test(tc, test_unknown_fields);
 	tcase_add_test(tc, test_optional_defaults);
+	tcase_add_test(tc, test_load_pin);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_utf8_and_names);
 	tcase_add_test(tc, test_pack_error);
