@@ -257,7 +257,7 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 }
 
 static bool
-be_is_float(uint32_t type)
+ka_is_float(uint32_t type)
 {
 	return type == KERN_TYPE_F32 || type == KERN_TYPE_F16 ||
 	    type == KERN_TYPE_BF16;
@@ -274,7 +274,7 @@ ka_pack(uint32_t type, const void *src, size_t rows, size_t cols, void *dst)
 	uint8_t	 blk[256];
 
 	memset(dst, 0, ka_pack_size(type, rows, cols));
-	if (be_is_float(type)) {
+	if (ka_is_float(type)) {
 		/* a transpose per group: element k of row j at [k][j] */
 		for (r = 0; r < rows; r++) {
 			const uint8_t	*row = (const uint8_t *)src + r * rb;
@@ -310,7 +310,7 @@ ka_get_row(uint32_t type, const void *w, size_t rows, size_t cols, size_t r,
 	uint8_t	 blk[256];
 
 	(void)rows;
-	if (be_is_float(type)) {
+	if (ka_is_float(type)) {
 		/* gather 64 elements at a time, then widen them */
 		size_t	 k, n;
 

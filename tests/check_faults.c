@@ -8,13 +8,15 @@
  * requests: a frame length of 4 GiB, nesting 10,000 deep in a frame of a
  *         valid length, a 100 MB prompt (refused from its header, never
  *         allocated: VmHWM stays), max_tokens 2^63 and as a string,
- *         temperature NaN and -1, top_p 2, token ids -1 and >= n_vocab,
+ *         temperature NaN and -1, top_p 2 (and the other sampling
+ *         fields out of range), token ids -1 and >= n_vocab,
  *         cancel of an unknown id and of another connection's id,
  *         connections from one uid past its max_connections while
  *         another uid (nobody, when we are root) is still served.
  * faults: a client SIGKILLed while it reads a stream, SIGHUP during a
- *         load, loads that fail half-way (tensor data cut short, a file
- *         that cannot be read) followed by a good request.
+ *         load, clients that leave or cancel while their model loads,
+ *         loads that fail half-way (tensor data cut short, a file that
+ *         cannot be read) followed by a good request.
  *
  * Covered elsewhere, not repeated here: SIGTERM during generation
  * (check_service: test_drain_finish, test_drain_deadline), a load over
@@ -420,7 +422,6 @@ END_TEST
 START_TEST(test_deep_nesting)
 {
 	struct mp *m = calloc(1, sizeof(*m));
-	struct proto_response resp;
 	struct keep k;
 	struct tc c;
 	int i;
@@ -451,7 +452,6 @@ START_TEST(test_deep_nesting)
 	tc_expect_error(&c, 0, PROTO_E_BAD_REQUEST, NULL);
 	/* the connection itself still works */
 	tc_ping(&c);
-	(void)resp;
 	tc_close(&c);
 	keep_check(&k);
 	keep_close(&k);
@@ -573,6 +573,14 @@ START_TEST(test_bad_params)
 	bad_param(&c, 18, "top_p", val_f64, &two);
 	bad_param(&c, 19, "top_p", val_f64, &neg_top);
 	bad_param(&c, 20, "top_p", val_f64, &nan_);
+	bad_param(&c, 21, "top_k", val_u64, &big);
+	bad_param(&c, 22, "min_p", val_f64, &nan_);
+	bad_param(&c, 23, "repeat_penalty", val_f64, &neg);
+	bad_param(&c, 24, "presence_penalty", val_f64, &inf);
+	bad_param(&c, 25, "penalty_last_n", val_u64, &big);
+	bad_param(&c, 26, "top_logprobs", val_u64, &huge);
+	bad_param(&c, 27, "keep_alive", val_u64, &big);
+	bad_param(&c, 28, "seed", val_str, "42");
 	tc_ping(&c);
 	tc_close(&c);
 	keep_check(&k);
@@ -607,19 +615,22 @@ START_TEST(test_bad_ids)
 	r.u.generate.input.ids = over;
 	r.u.generate.input.n_ids = 4;
 	id = tc_send(&c, &r);
-	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST, NULL);
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST,
+	    "out of the vocabulary of 512");
 	r.id = 0;
 	r.u.generate.input.ids = far;
 	r.u.generate.input.n_ids = 2;
 	id = tc_send(&c, &r);
-	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST, NULL);
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST,
+	    "out of the vocabulary of 512");
 	/* and to detokenize */
 	proto_request_init(&r, PROTO_MSG_DETOKENIZE, 0);
 	r.u.detokenize.model = "tiny";
 	r.u.detokenize.ids = over;
 	r.u.detokenize.n_ids = 4;
 	id = tc_send(&c, &r);
-	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST, NULL);
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST,
+	    "ids[2]: 512 is not below the vocabulary size 512");
 	tc_ping(&c);
 	tc_close(&c);
 	keep_check(&k);
@@ -756,7 +767,7 @@ START_TEST(test_max_connections)
 			ck_assert_msg(WEXITSTATUS(st) == 0, "uid %u: step %d",
 			    OTHER_UID, WEXITSTATUS(st));
 	}
-	/* the opened ones work; closing them frees the places */
+	/* closing them frees the places: MAX_CONNS - 1 open again */
 	for (i = 0; i < MAX_CONNS + 9; i++)
 		tc_close(&cs[i]);
 	usleep(200000);
@@ -942,6 +953,76 @@ START_TEST(test_load_fails)
 }
 END_TEST
 
+/* Clients that leave (or cancel) while their model is still loading. */
+START_TEST(test_leave_during_load)
+{
+	struct proto_response resp;
+	struct proto_request r;
+	struct gen *g = gen_new();
+	struct keep k;
+	struct tc c, d;
+	int64_t id, cid;
+	int i;
+
+	keep_open(&k);
+	tc_open_at(&c, g_sock);
+	for (i = 0; i < 4; i++) {
+		/* a generate that waits for the load, then the client goes */
+		tc_open_at(&d, g_sock);
+		id = tc_generate(&d, "big", "gone before the load", 50, true);
+		ck_assert_int_gt(id, 0);
+		proto_request_init(&r, PROTO_MSG_LOAD, 0);
+		r.u.load.model = "big";
+		ck_assert_int_gt(tc_send(&d, &r), 0);
+		tc_close(&d);
+		/* one cancelled while it waits */
+		id = tc_generate(&c, "big", "cancelled while loading", 50,
+		    true);
+		proto_request_init(&r, PROTO_MSG_CANCEL, 0);
+		r.u.cancel.target = (uint64_t)id;
+		cid = tc_send(&c, &r);
+		/* its end (done cancelled, or done if it won) and the reply */
+		memset(g, 0, sizeof(*g));
+		for (;;) {
+			tc_must_recv(&c, &resp);
+			if (resp.id == (uint64_t)cid) {
+				ck_assert_int_eq(resp.type, PROTO_MSG_REPLY);
+				proto_response_free(&resp);
+				if (g->done)
+					break;
+				continue;
+			}
+			ck_assert_uint_eq(resp.id, (uint64_t)id);
+			ck_assert_int_ne(resp.type, PROTO_MSG_ERROR);
+			if (resp.type == PROTO_MSG_DONE) {
+				g->done = true;
+				proto_response_free(&resp);
+				break;
+			}
+			proto_response_free(&resp);
+		}
+		if (g->done) {
+			/* the cancel reply may still come */
+			if (tc_recv(&c, &resp, 2000) == 1) {
+				ck_assert_uint_eq(resp.id, (uint64_t)cid);
+				proto_response_free(&resp);
+			}
+		}
+		unload_model(&c, "big");
+	}
+	/* then "big" serves a fresh request */
+	memset(g, 0, sizeof(*g));
+	id = tc_generate(&c, "big", "after all that", 8, true);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert(g->done);
+	unload_model(&c, "big");
+	tc_close(&c);
+	keep_check(&k);
+	keep_close(&k);
+	free(g);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -965,6 +1046,7 @@ faults_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_killed_reader);
 	tcase_add_test(tc, test_sighup_load);
+	tcase_add_test(tc, test_leave_during_load);
 	tcase_add_test(tc, test_load_fails);
 	suite_add_tcase(s, tc);
 	return s;

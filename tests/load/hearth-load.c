@@ -532,6 +532,7 @@ main(void)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	snprintf(g_dir, sizeof(g_dir), "/tmp/hearth-load.XXXXXX");
 	if (mkdtemp(g_dir) == NULL) {
 		perror("mkdtemp");
