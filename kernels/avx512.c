@@ -69,7 +69,6 @@
 
 #define KA_INLINE	static inline __attribute__((always_inline))
 #define KA_PF		8192	/* bytes ahead to prefetch when streaming */
-#define KA_PF_NV	8	/* ... for tiles of up to this many vectors */
 #define KA_G		16	/* rows per group */
 
 /* --- sizes ------------------------------------------------------------- */
@@ -509,7 +508,7 @@ ka_prefetch(const void *p, size_t bytes)
  */
 KA_INLINE void
 ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
-    const int nv, __m512 *acc)
+    const int nv, bool pf, __m512 *acc)
 {
 	const size_t	 nb = cols / 32;
 	const uint16_t	*wd = (const uint16_t *)(wg + nb * 256);
@@ -525,7 +524,7 @@ ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		__m512i		 lo[4], hi[4];
 		__m512		 dw;
 
-		if (nv <= KA_PF_NV) {
+		if (pf) {
 			ka_prefetch(wq, 256);
 			ka_prefetch(wd + 16 * b, 32);
 		}
@@ -548,21 +547,18 @@ ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 			    4 * nb);
 			__m512i		 s = _mm512_set1_epi32(bias[b]);
 			__m512i		 s1 = _mm512_setzero_si512();
-			__m512i		 s2 = _mm512_setzero_si512();
-			__m512i		 s3 = _mm512_setzero_si512();
 			__m512		 t;
 
-			/* four short chains instead of one long one */
+			/* two short chains instead of one long one */
 			s = _mm512_dpbusd_epi32(s, lo[0], ka_bcast32(xb));
 			s1 = _mm512_dpbusd_epi32(s1, lo[1], ka_bcast32(xb + 4));
-			s2 = _mm512_dpbusd_epi32(s2, lo[2], ka_bcast32(xb + 8));
-			s3 = _mm512_dpbusd_epi32(s3, lo[3], ka_bcast32(xb + 12));
+			s = _mm512_dpbusd_epi32(s, lo[2], ka_bcast32(xb + 8));
+			s1 = _mm512_dpbusd_epi32(s1, lo[3], ka_bcast32(xb + 12));
 			s = _mm512_dpbusd_epi32(s, hi[0], ka_bcast32(xb + 16));
 			s1 = _mm512_dpbusd_epi32(s1, hi[1], ka_bcast32(xb + 20));
-			s2 = _mm512_dpbusd_epi32(s2, hi[2], ka_bcast32(xb + 24));
-			s3 = _mm512_dpbusd_epi32(s3, hi[3], ka_bcast32(xb + 28));
-			s = _mm512_add_epi32(_mm512_add_epi32(s, s1),
-			    _mm512_add_epi32(s2, s3));
+			s = _mm512_dpbusd_epi32(s, hi[2], ka_bcast32(xb + 24));
+			s1 = _mm512_dpbusd_epi32(s1, hi[3], ka_bcast32(xb + 28));
+			s = _mm512_add_epi32(s, s1);
 			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
 			acc[v] = _mm512_add_ps(acc[v],
 			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
@@ -573,7 +569,7 @@ ka_tile_q4_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 /* Q8_0: as Q4_0 with weights + 128 and the -128 * sum(x) correction. */
 KA_INLINE void
 ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
-    const int nv, __m512 *acc)
+    const int nv, bool pf, __m512 *acc)
 {
 	const size_t	 nb = cols / 32;
 	const uint16_t	*wd = (const uint16_t *)(wg + nb * 512);
@@ -588,7 +584,7 @@ ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		__m512i		 w[8];
 		__m512		 dw;
 
-		if (nv <= KA_PF_NV) {
+		if (pf) {
 			ka_prefetch(wq, 512);
 			ka_prefetch(wd + 16 * b, 32);
 		}
@@ -607,21 +603,18 @@ ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 			    8 * nb);
 			__m512i		 s = _mm512_set1_epi32(bias[b]);
 			__m512i		 s1 = _mm512_setzero_si512();
-			__m512i		 s2 = _mm512_setzero_si512();
-			__m512i		 s3 = _mm512_setzero_si512();
 			__m512		 t;
 
-			/* four short chains instead of one long one */
+			/* two short chains instead of one long one */
 			s = _mm512_dpbusd_epi32(s, w[0], ka_bcast32(xb));
 			s1 = _mm512_dpbusd_epi32(s1, w[1], ka_bcast32(xb + 4));
-			s2 = _mm512_dpbusd_epi32(s2, w[2], ka_bcast32(xb + 8));
-			s3 = _mm512_dpbusd_epi32(s3, w[3], ka_bcast32(xb + 12));
+			s = _mm512_dpbusd_epi32(s, w[2], ka_bcast32(xb + 8));
+			s1 = _mm512_dpbusd_epi32(s1, w[3], ka_bcast32(xb + 12));
 			s = _mm512_dpbusd_epi32(s, w[4], ka_bcast32(xb + 16));
 			s1 = _mm512_dpbusd_epi32(s1, w[5], ka_bcast32(xb + 20));
-			s2 = _mm512_dpbusd_epi32(s2, w[6], ka_bcast32(xb + 24));
-			s3 = _mm512_dpbusd_epi32(s3, w[7], ka_bcast32(xb + 28));
-			s = _mm512_add_epi32(_mm512_add_epi32(s, s1),
-			    _mm512_add_epi32(s2, s3));
+			s = _mm512_dpbusd_epi32(s, w[6], ka_bcast32(xb + 24));
+			s1 = _mm512_dpbusd_epi32(s1, w[7], ka_bcast32(xb + 28));
+			s = _mm512_add_epi32(s, s1);
 			t = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
 			acc[v] = _mm512_add_ps(acc[v],
 			    _mm512_mul_ps(_mm512_cvtepi32_ps(s), t));
@@ -635,7 +628,7 @@ ka_tile_q8_0(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
  */
 KA_INLINE void
 ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
-    const int nv, __m512 *acc)
+    const int nv, bool pf, __m512 *acc)
 {
 	const size_t	 nb = cols / 256;
 	const uint8_t	*wdd = wg + nb * 2304;
@@ -651,8 +644,9 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		__m512i		 sumi[8];
 		__m512		 d, dmin;
 
-		if (nv <= KA_PF_NV) {
-			ka_prefetch(tile, 2304);
+		if (pf) {
+			/* the rest with the sub-blocks: few lines at a time */
+			ka_prefetch(tile + 2048, 256);
 			ka_prefetch(wdd + 64 * b, 64);
 		}
 
@@ -664,6 +658,9 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		for (sb = 0; sb < 8; sb++) {
 			const uint8_t	*wq = tile + (sb / 2) * 8 * 64;
 			__m512i		 w[8], sc;
+
+			if (pf)
+				ka_prefetch(tile + 256 * sb, 256);
 
 #pragma GCC unroll 16
 			for (c = 0; c < 8; c++) {
@@ -739,7 +736,7 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
  */
 KA_INLINE void
 ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
-    const int nv, __m512 *acc)
+    const int nv, bool pf, __m512 *acc)
 {
 	const size_t	 nb = cols / 256;
 	const uint16_t	*wd = (const uint16_t *)(wg + nb * 3328);
@@ -756,8 +753,9 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 		__m512i		 sumi[8];
 		__m512		 d;
 
-		if (nv <= KA_PF_NV) {
-			ka_prefetch(tile, 3328);
+		if (pf) {
+			/* the rest with the sub-blocks: few lines at a time */
+			ka_prefetch(tile + 3072, 256);
 			ka_prefetch(wd + 16 * b, 32);
 		}
 
@@ -770,6 +768,10 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 				for (half = 0; half < 2; half++) {
 					const int	 sb = 8 * h + 2 * k + half;
 					__m512i		 q[4], sc;
+
+					if (pf)
+						ka_prefetch(tile + 192 * sb,
+						    192);
 
 #pragma GCC unroll 4
 					for (c = 0; c < 4; c++) {
@@ -861,7 +863,8 @@ ka_wload(uint32_t type, const uint8_t *wg, size_t k)
  */
 KA_INLINE void
 ka_tile_f(uint32_t type, const uint8_t *wg, size_t gb, size_t cols,
-    const uint8_t *x, size_t ab, const int ng, const int nv, __m512 *acc)
+    const uint8_t *x, size_t ab, const int ng, const int nv, bool pf,
+    __m512 *acc)
 {
 	size_t	 k;
 	int	 g, v;
@@ -872,7 +875,7 @@ ka_tile_f(uint32_t type, const uint8_t *wg, size_t gb, size_t cols,
 	for (k = 0; k < cols; k++) {
 		__m512	 w[4];
 
-		if (nv <= 2 && k % (type == KERN_TYPE_F32 ? 1 : 2) == 0)
+		if (pf && k % (type == KERN_TYPE_F32 ? 1 : 2) == 0)
 			for (g = 0; g < ng; g++)
 				ka_prefetch(wg + (size_t)g * gb + 64 * k /
 				    (type == KERN_TYPE_F32 ? 1 : 2), 64);
@@ -932,10 +935,10 @@ ka_group_mask(size_t g, size_t r0, size_t r1)
 	case 3: X(3); break; default: X(4); break;			\
 }
 
-/* One group x up to 8 vectors. */
+/* One group x up to 8 vectors (pf: prefetch the weights ahead). */
 static void
 ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
-    size_t i0, size_t nv, __mmask16 k)
+    size_t i0, size_t nv, bool pf, __mmask16 k)
 {
 	const size_t	 ab = ka_act_row_bytes(mm->type, mm->cols);
 	const uint8_t	*x = (const uint8_t *)mm->xq + i0 * ab;
@@ -944,22 +947,22 @@ ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
 
 	switch (mm->type) {
 	case KERN_TYPE_Q4_0:
-#define X(n) ka_tile_q4_0(wg, mm->cols, x, ab, n, acc)
+#define X(n) ka_tile_q4_0(wg, mm->cols, x, ab, n, pf, acc)
 		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
 	case KERN_TYPE_Q8_0:
-#define X(n) ka_tile_q8_0(wg, mm->cols, x, ab, n, acc)
+#define X(n) ka_tile_q8_0(wg, mm->cols, x, ab, n, pf, acc)
 		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
 	case KERN_TYPE_Q4_K:
-#define X(n) ka_tile_q4_k(wg, mm->cols, x, ab, n, acc)
+#define X(n) ka_tile_q4_k(wg, mm->cols, x, ab, n, pf, acc)
 		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
 	case KERN_TYPE_Q6_K:
-#define X(n) ka_tile_q6_k(wg, mm->cols, x, ab, n, acc)
+#define X(n) ka_tile_q6_k(wg, mm->cols, x, ab, n, pf, acc)
 		KA_SWITCH_NV(nv, X);
 #undef X
 		break;
@@ -974,7 +977,7 @@ ka_mm_group_q(const struct kern_mm *mm, const uint8_t *wg, size_t g,
 /* ng adjacent groups x nv vectors of float weights. */
 static void
 ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
-    size_t g, int ng, size_t i0, size_t nv, size_t r0, size_t r1)
+    size_t g, int ng, size_t i0, size_t nv, bool pf, size_t r0, size_t r1)
 {
 	const size_t	 ab = ka_act_row_bytes(mm->type, mm->cols);
 	const uint8_t	*x = (const uint8_t *)mm->xq + i0 * ab;
@@ -982,7 +985,7 @@ ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
 	size_t		 v;
 	int		 j;
 
-#define TF(t, G, n) ka_tile_f(t, wg, gb, mm->cols, x, ab, G, n, acc)
+#define TF(t, G, n) ka_tile_f(t, wg, gb, mm->cols, x, ab, G, n, pf, acc)
 #define TYPES(G, n) do {						\
 	if (mm->type == KERN_TYPE_F16) TF(KERN_TYPE_F16, G, n);		\
 	else if (mm->type == KERN_TYPE_BF16) TF(KERN_TYPE_BF16, G, n);	\
@@ -1012,8 +1015,10 @@ ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
 
 /* Vectors per pass over a thread's groups: their activations stay in L2. */
 #define KA_XCHUNK	64
-/* Columns of float weights widened at a time for many vectors. */
+/* Columns of float weights widened at a time for many vectors, and how
+ * many vectors are many (fewer convert as they go). */
 #define KA_KC		256
+#define KA_PANEL_MIN	32
 
 /*
  * Float weights, many vectors: acc[v*2 + g] += w[k] x_v[k] for k in
@@ -1142,7 +1147,7 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 		return;
 	for (i0 = 0; i0 < mm->n_x; i0 = i1) {
 		i1 = i0 + KA_XCHUNK < mm->n_x ? i0 + KA_XCHUNK : mm->n_x;
-		if (is_f && i1 - i0 > 4) {
+		if (is_f && i1 - i0 >= KA_PANEL_MIN) {
 			int	 n;
 
 			for (g = g0; g < g1; g += (size_t)n) {
@@ -1153,8 +1158,8 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 		}
 		if (is_f) {
 			/* few vectors: 4 groups at a time for enough
-			 * independent sums */
-			int	 ngw = 4, n;
+			 * independent sums; more: 2 groups x 8 */
+			int	 ngw = i1 - i0 <= 4 ? 4 : 2, n;
 
 			vt = ngw == 4 ? 4 : 8;
 			for (g = g0; g < g1; g += (size_t)n) {
@@ -1166,7 +1171,7 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 				for (i = i0; i < i1; i += nv) {
 					nv = i1 - i < vt ? i1 - i : vt;
 					ka_mm_group_f(mm, wg, gb, g, n, i, nv,
-					    r0, r1);
+					    i == i0, r0, r1);
 				}
 			}
 			continue;
@@ -1178,7 +1183,8 @@ ka_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 
 			for (i = i0; i < i1; i += nv) {
 				nv = i1 - i < vt ? i1 - i : vt;
-				ka_mm_group_q(mm, wg, g, i, nv, k);
+				/* the first tile streams the weights in */
+				ka_mm_group_q(mm, wg, g, i, nv, i == i0, k);
 			}
 		}
 	}
