@@ -4,6 +4,7 @@
  *
  *   hearth-bench -m MODEL.gguf [-m MODEL2 ...] [-t THREADS] [-p 512]
  *       [-n 128] [-b BATCH] [-r REPEATS] [-s STREAMS] [-o md|json]
+ *       [-ctk f16|q8_0] [-ctv f16|q8_0] [--pages hugetlb|thp|small]
  *
  * Tests per model: pp<P> (a prompt of P random tokens in batches of B,
  * from an empty cache), tg<N> (N tokens decoded one at a time, greedy,
@@ -16,6 +17,15 @@
  * rates (vpdpbusd for the 8-bit kernels, FMA for float weights), so tg
  * is shown as a fraction of the bandwidth roofline (weight bytes read
  * per token x t/s / bandwidth) and pp as a fraction of the peak.
+ *
+ * -ctk and -ctv (llama-bench's names; --cache-type-k/-v too) pick the
+ * KV cache types of keys and values, f16 by default; they are passed on
+ * to llama-bench and reported as type_k and type_v.
+ *
+ * --pages picks the best kind of page for the weights and KV caches
+ * (explicit hugepages, then THP, then small pages; thp: THP then small;
+ * small: small pages only, THP refused with MADV_NOHUGEPAGE), as hearthd's
+ * pages key; what was actually obtained is printed per model.
  *
  * With LLAMA_BENCH naming a llama-bench binary, every run of hearth is
  * followed by one of llama-bench on the same file, threads and test, and
@@ -63,6 +73,10 @@ struct bench_opts {
 	uint32_t	 streams;
 	bool		 json;
 	const char	*llama;		/* $LLAMA_BENCH or NULL */
+	uint32_t	 type_k;	/* KV cache keys: KERN_TYPE_F16, _Q8_0 */
+	uint32_t	 type_v;	/* KV cache values, likewise */
+	bool		 has_pages;	/* --pages given */
+	enum mem_pages	 pages;		/* --pages: weights and KV caches */
 };
 
 /* The machine, measured once. */
@@ -93,6 +107,8 @@ usage(void)
 	    "[-t THREADS] [-p N_PROMPT]\n"
 	    "                    [-n N_GEN] [-b BATCH] [-r REPEATS] "
 	    "[-s STREAMS] [-o md|json]\n"
+	    "                    [-ctk f16|q8_0] [-ctv f16|q8_0] "
+	    "[--pages hugetlb|thp|small]\n"
 	    "environment: LLAMA_BENCH=path/to/llama-bench (run it "
 	    "interleaved, show ratios)\n"
 	    "             HEARTH_KERNELS=ref|avx512|auto, HEARTH_PIN=0\n");
@@ -553,8 +569,9 @@ run_llama(const struct bench_opts *o, const char *model, uint32_t threads,
 	snprintf(dir, sizeof(dir), "%s", o->llama);
 	snprintf(cmd, sizeof(cmd), "LD_LIBRARY_PATH='%s'${LD_LIBRARY_PATH:+:"
 	    "$LD_LIBRARY_PATH} '%s' -m '%s' -t %u -p %u -n %u -b %u -ub %u "
-	    "-r 1 -o json 2>/dev/null", dirname(dir), o->llama, model,
-	    threads, n_prompt, n_gen, o->n_batch, o->n_batch);
+	    "-ctk %s -ctv %s -r 1 -o json 2>/dev/null", dirname(dir),
+	    o->llama, model, threads, n_prompt, n_gen, o->n_batch, o->n_batch,
+	    kern_type_name(o->type_k), kern_type_name(o->type_v));
 	if ((p = popen(cmd, "r")) == NULL)
 		return -1;
 	for (;;) {
@@ -687,8 +704,10 @@ json_row(const struct bench_opts *o, const char *path, const struct model *m,
 	json_object_set_new(j, "n_batch", json_integer(o->n_batch));
 	json_object_set_new(j, "n_ubatch", json_integer(o->n_batch));
 	json_object_set_new(j, "n_threads", json_integer(threads));
-	json_object_set_new(j, "type_k", json_string("f16"));
-	json_object_set_new(j, "type_v", json_string("f16"));
+	json_object_set_new(j, "type_k",
+	    json_string(kern_type_name(o->type_k)));
+	json_object_set_new(j, "type_v",
+	    json_string(kern_type_name(o->type_v)));
 	json_object_set_new(j, "n_prompt", json_integer(br->n_prompt));
 	json_object_set_new(j, "n_gen", json_integer(br->n_gen));
 	json_object_set_new(j, "n_depth", json_integer(0));
@@ -726,6 +745,27 @@ json_row(const struct bench_opts *o, const char *path, const struct model *m,
 
 /* --- main --------------------------------------------------------------- */
 
+/* What --pages obtained: the weights' and the KV caches' pages. */
+static void
+print_pages(const struct bench_opts *o, const struct model *m,
+    struct fwd_kv *const *kv, uint32_t n_kv)
+{
+	struct mem_usage u;
+	char w[160], k[160];
+	uint32_t i;
+
+	memset(&u, 0, sizeof(u));
+	for (i = 0; i < n_kv; i++)
+		mem_usage_add(&u, &kv[i]->mem->usage);
+	mem_usage_format(&m->weights->usage, w, sizeof(w));
+	mem_usage_format(&u, k, sizeof(k));
+	fprintf(stderr, "hearth-bench: --pages %s: weights %s; KV caches %s\n",
+	    mem_pages_name(o->pages), w, k);
+	if (!o->json)
+		printf("pages (%s): weights %s; KV caches %s\n",
+		    mem_pages_name(o->pages), w, k);
+}
+
 static void
 bench_model(const struct bench_opts *o, const char *path,
     const struct bench_machine *bm, json_t *out, bool *header)
@@ -740,9 +780,15 @@ bench_model(const struct bench_opts *o, const char *path,
 	bool			 vnni;
 	char			 desc[64];
 	struct stat		 st;
+	struct model_load_opts	 lo;
 
 	fprintf(stderr, "hearth-bench: loading %s\n", path);
-	if (model_open(path, NULL, NULL, &m, &err) < 0)
+	model_load_opts_default(&lo);
+	lo.kv_type_k = o->type_k;
+	lo.kv_type_v = o->type_v;
+	if (o->has_pages)
+		lo.mem.pages = lo.kv_mem.pages = o->pages;
+	if (model_open_opts(path, &lo, NULL, NULL, &m, &err) < 0)
 		die_eng(path, &err);
 	if (o->threads != 0 && model_set_threads(m, o->threads) < 0) {
 		fprintf(stderr, "hearth-bench: cannot start %u threads\n",
@@ -764,6 +810,8 @@ bench_model(const struct bench_opts *o, const char *path,
 			fprintf(stderr, "hearth-bench: out of memory\n");
 			exit(1);
 		}
+	if (o->has_pages)
+		print_pages(o, m, kv, o->streams > 1 ? o->streams : 1);
 	memset(res, 0, sizeof(res));
 	if (o->n_prompt > 0) {
 		struct bench_result *r = &res[n_res++];
@@ -851,6 +899,73 @@ bench_model(const struct bench_opts *o, const char *path,
 	model_free(m);
 }
 
+/* Take --pages KIND or --pages=KIND out of argv; the new argc. */
+static int
+pages_opt(int argc, char **argv, struct bench_opts *o)
+{
+	const char *v;
+	int i, n = 1;
+
+	for (i = 1; i < argc; i++) {
+		v = NULL;
+		if (strcmp(argv[i], "--pages") == 0) {
+			if ((v = argv[i + 1]) == NULL)
+				v = "";
+			else
+				i++;
+		} else if (strncmp(argv[i], "--pages=", 8) == 0)
+			v = argv[i] + 8;
+		if (v == NULL) {
+			argv[n++] = argv[i];
+			continue;
+		}
+		if (mem_pages_parse(v, &o->pages) < 0) {
+			fprintf(stderr, "hearth-bench: --pages: '%s' is not "
+			    "hugetlb, thp or small\n", v);
+			exit(2);
+		}
+		o->has_pages = true;
+	}
+	argv[n] = NULL;
+	return n;
+}
+
+/* "f16" or "q8_0" (llama-bench's names) as a KV cache type. */
+static uint32_t
+kv_type(const char *opt, const char *v)
+{
+	if (v != NULL && strcmp(v, "f16") == 0)
+		return KERN_TYPE_F16;
+	if (v != NULL && strcmp(v, "q8_0") == 0)
+		return KERN_TYPE_Q8_0;
+	fprintf(stderr, "hearth-bench: %s: '%s' is not f16 or q8_0\n", opt,
+	    v != NULL ? v : "");
+	exit(2);
+}
+
+/* Take llama-bench's -ctk/-ctv (getopt cannot: two letters after one
+ * dash) out of argv; the new argc. */
+static int
+kv_opts(int argc, char **argv, struct bench_opts *o)
+{
+	int	 i, n = 1;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-ctk") == 0 ||
+		    strcmp(argv[i], "--cache-type-k") == 0) {
+			o->type_k = kv_type(argv[i], argv[i + 1]);
+			i++;
+		} else if (strcmp(argv[i], "-ctv") == 0 ||
+		    strcmp(argv[i], "--cache-type-v") == 0) {
+			o->type_v = kv_type(argv[i], argv[i + 1]);
+			i++;
+		} else
+			argv[n++] = argv[i];
+	}
+	argv[n] = NULL;
+	return n;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -862,6 +977,9 @@ main(int argc, char **argv)
 	int			 ch, i;
 
 	memset(&o, 0, sizeof(o));
+	o.type_k = o.type_v = KERN_TYPE_F16;
+	argc = kv_opts(argc, argv, &o);
+	argc = pages_opt(argc, argv, &o);
 	o.n_prompt = 512;
 	o.n_gen = 128;
 	o.n_batch = 512;
@@ -919,6 +1037,8 @@ main(int argc, char **argv)
 		    "%.0f G 8-bit MAC/s (vpdpbusd), %.0f G float MAC/s (FMA)\n",
 		    bm.threads, bm.bw / 1e9, bm.peak_vnni / 1e9,
 		    bm.peak_fma / 1e9);
+		printf("KV cache: k %s, v %s\n", kern_type_name(o.type_k),
+		    kern_type_name(o.type_v));
 		if (o.llama != NULL)
 			printf("llama.cpp: %s, interleaved run by run\n",
 			    o.llama);

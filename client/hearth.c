@@ -430,6 +430,7 @@ enum opt_id {
 	O_STRIDE,
 	O_PIN,
 	O_UNPIN,
+	O_NUMA,
 };
 
 static const struct option long_opts[] = {
@@ -459,6 +460,7 @@ static const struct option long_opts[] = {
 	{ "stride",		required_argument, NULL, O_STRIDE },
 	{ "pin",		no_argument,	   NULL, O_PIN },
 	{ "unpin",		no_argument,	   NULL, O_UNPIN },
+	{ "numa",		required_argument, NULL, O_NUMA },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -478,6 +480,7 @@ struct opts {
 	long long		 window;	/* 0: default */
 	long long		 stride;	/* 0: default */
 	unsigned		 load_flags;	/* HEARTH_LOAD_PIN, _UNPIN */
+	unsigned		 load_numa;	/* HEARTH_LOAD_NUMA_*, or 0 */
 };
 
 /* Option groups, for the table of commands. */
@@ -492,7 +495,7 @@ struct opts {
 #define G_TOP		(1u << 8)
 #define G_KEEP		(1u << 9)	/* --keep-alive */
 #define G_PPL		(1u << 10)	/* --window, --stride */
-#define G_PIN		(1u << 11)	/* --pin, --unpin */
+#define G_PIN		(1u << 11)	/* --pin, --unpin, --numa */
 
 static unsigned
 opt_group(int id)
@@ -533,6 +536,7 @@ opt_group(int id)
 		return G_PPL;
 	case O_PIN:
 	case O_UNPIN:
+	case O_NUMA:
 		return G_PIN;
 	default:
 		return 0;	/* --socket, --help: everywhere */
@@ -573,24 +577,34 @@ usage(FILE *f)
 "  template MODEL          the prompt for a JSON list of messages on stdin\n"
 "  stats                   the daemon's counters\n"
 "\n"
-"Options:\n"
+"Options (the commands that take them in parentheses):\n"
 "  -s, --socket PATH       the daemon's socket (default: $HEARTH_SOCKET,\n"
 "                          $XDG_RUNTIME_DIR/" HEARTH_SOCKET_USER ", "
 HEARTH_SOCKET_SYSTEM ")\n"
-"  --json                  JSON output (NDJSON events for run and chat)\n"
+"                          (all)\n"
+"  --json                  JSON output; NDJSON events for run and chat\n"
+"                          (run, chat, list, show, ps, load, tokenize, embed,\n"
+"                          perplexity, stats)\n"
 "  --temperature T, --top-k K, --top-p P, --min-p P, --repeat-penalty R,\n"
 "  --seed N, --max-tokens N, --stop TEXT (repeatable), --top-logprobs N\n"
 "                          generation (run, chat)\n"
+"  --hide-thinking         leave out the thinking channel, also its --json\n"
+"                          events (run, chat)\n"
 "  --keep-alive SECONDS    how long the model stays loaded (-1 forever)\n"
+"                          (run, chat, load)\n"
 "  --pin, --unpin          keep the model resident, never evicted; undo (load)\n"
-"  --hide-thinking         do not print the thinking channel (run, chat)\n"
-"  --no-thinking, --thinking, --template NAME, --system TEXT\n"
+"  --numa POLICY           NUMA placement: auto, local, interleave, replicate\n"
+"                          (load)\n"
+"  --system TEXT           begin with a system message (chat)\n"
+"  --template NAME, --thinking, --no-thinking\n"
 "                          chat template options (chat, template)\n"
-"  --no-bos, --special     tokenize (and eval: --no-bos)\n"
+"  --no-bos                no beginning-of-sequence token (tokenize, eval,\n"
+"                          perplexity)\n"
+"  --special               special tokens as text (tokenize, detokenize)\n"
 "  --ids                   input is token ids (eval, embed)\n"
 "  --top N                 alternatives per position (eval)\n"
 "  --window N, --stride N  perplexity windows (default 512 or the context,\n"
-"                          stride half a window)\n");
+"                          stride half a window) (perplexity)\n");
 }
 
 static void
@@ -670,6 +684,19 @@ opts_parse(int argc, char **argv, unsigned groups, struct opts *o)
 			break;
 		case O_UNPIN:
 			o->load_flags = HEARTH_LOAD_UNPIN;
+			break;
+		case O_NUMA:
+			if (strcmp(optarg, "auto") == 0)
+				o->load_numa = HEARTH_LOAD_NUMA_AUTO;
+			else if (strcmp(optarg, "local") == 0)
+				o->load_numa = HEARTH_LOAD_NUMA_LOCAL;
+			else if (strcmp(optarg, "interleave") == 0)
+				o->load_numa = HEARTH_LOAD_NUMA_INTERLEAVE;
+			else if (strcmp(optarg, "replicate") == 0)
+				o->load_numa = HEARTH_LOAD_NUMA_REPLICATE;
+			else
+				usage_err("--numa: '%s' is not auto, local, "
+				    "interleave or replicate", optarg);
 			break;
 		case O_HIDE_THINKING:
 			o->hide_thinking = true;
@@ -874,6 +901,9 @@ gen_token(void *arg, const struct hearth_token *t)
 	struct gen	*g = arg;
 
 	if (g->json) {
+		/* --hide-thinking: no events for the thinking channel */
+		if (t->thinking && g->hide_thinking)
+			return 0;
 		if (!t->thinking && g->answer != NULL)
 			buf_add(g->answer, t->text, t->text_len);
 		out_json(token_json(t));
@@ -1260,8 +1290,8 @@ cmd_load(int argc, char **argv, struct opts *o)
 	b.on = isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
 	    strcmp(getenv("TERM"), "dumb") != 0;
 	b.last = -1;
-	rc = hearth_load_ex(g_h, argv[0], o->keep_alive, o->load_flags,
-	    load_progress, &b, &info);
+	rc = hearth_load_ex(g_h, argv[0], o->keep_alive, o->load_flags |
+	    o->load_numa, load_progress, &b, &info);
 	if (b.on && b.last >= 0)
 		fprintf(stderr, "\r\033[K");
 	if (rc < 0)

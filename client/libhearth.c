@@ -875,12 +875,18 @@ hearth_load_ex(struct hearth *h, const char *model, int64_t keep_alive,
 {
 	struct proto_request	 req;
 	struct proto_response	 resp;
+	static const enum proto_numa numa_of[] = { PROTO_NUMA_AUTO,
+	    PROTO_NUMA_AUTO, PROTO_NUMA_LOCAL, PROTO_NUMA_INTERLEAVE,
+	    PROTO_NUMA_REPLICATE };	/* by HEARTH_LOAD_NUMA_* >> 8 */
+	unsigned		 numa = (flags & HEARTH_LOAD_NUMA_MASK) >> 8;
 	int			 rc;
 
 	if ((rc = h_begin(h)) < 0 || (rc = h_model(h, model)) < 0)
 		return rc;
-	if ((flags & ~(HEARTH_LOAD_PIN | HEARTH_LOAD_UNPIN)) != 0 ||
-	    (flags & HEARTH_LOAD_PIN && flags & HEARTH_LOAD_UNPIN))
+	if ((flags & ~(HEARTH_LOAD_PIN | HEARTH_LOAD_UNPIN |
+	    HEARTH_LOAD_NUMA_MASK)) != 0 ||
+	    (flags & HEARTH_LOAD_PIN && flags & HEARTH_LOAD_UNPIN) ||
+	    numa >= sizeof(numa_of) / sizeof(numa_of[0]))
 		return h_err(h, -EINVAL, "load: bad flags 0x%x", flags);
 	proto_request_init(&req, PROTO_MSG_LOAD, 0);
 	req.u.load.model = model;
@@ -888,9 +894,13 @@ hearth_load_ex(struct hearth *h, const char *model, int64_t keep_alive,
 		req.u.load.has_keep_alive = true;
 		req.u.load.keep_alive = keep_alive;
 	}
-	if (flags != 0) {
+	if ((flags & (HEARTH_LOAD_PIN | HEARTH_LOAD_UNPIN)) != 0) {
 		req.u.load.has_pin = true;
 		req.u.load.pin = (flags & HEARTH_LOAD_PIN) != 0;
+	}
+	if (numa != 0) {
+		req.u.load.has_numa = true;
+		req.u.load.numa = numa_of[numa];
 	}
 	if ((rc = h_call(h, &req, &resp, progress, arg)) < 0)
 		return rc;

@@ -12,6 +12,7 @@
 
 #include "budget.h"
 #include "memory.h"
+#include "units.h"
 
 /* --- costs ---------------------------------------------------------------- */
 
@@ -321,50 +322,34 @@ int
 budget_parse(const char *s, uint64_t ram, uint64_t *out)
 {
 	uint64_t v = 0;
-	unsigned shift = 0;
 	const char *p = s;
+	int r;
 
 	if (s == NULL || *s < '0' || *s > '9')
 		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -ERANGE;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '%') {
-		if (p[1] != '\0')
-			return -EINVAL;
-		if (v < 1 || v > 100)
-			return -ERANGE;
-		v = ram / 100 * v + ram % 100 * v / 100;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p != '%') {
+		/* a size; 0 bytes is no budget */
+		if ((r = units_parse_size(s, &v)) < 0)
+			return r;
 		if (v == 0)
 			return -ERANGE;
 		*out = v;
 		return 0;
 	}
-	switch (*p) {
-	case '\0':
-		break;
-	case 'K': case 'k':
-		shift = 10;
-		break;
-	case 'M': case 'm':
-		shift = 20;
-		break;
-	case 'G': case 'g':
-		shift = 30;
-		break;
-	case 'T': case 't':
-		shift = 40;
-		break;
-	default:
+	if (p[1] != '\0')
 		return -EINVAL;
-	}
-	if (*p != '\0' && p[1] != '\0')
-		return -EINVAL;
-	if (v == 0 || (shift && v > UINT64_MAX >> shift))
+	if (p - s > 3)
 		return -ERANGE;
-	*out = v << shift;
+	for (p = s; *p != '%'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	if (v < 1 || v > 100)
+		return -ERANGE;
+	v = ram / 100 * v + ram % 100 * v / 100;
+	if (v == 0)
+		return -ERANGE;
+	*out = v;
 	return 0;
 }
 

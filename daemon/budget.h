@@ -144,8 +144,9 @@ int  budget_admit(uint64_t budget, uint32_t max_models,
 /* 80% of ram, without overflow. */
 uint64_t budget_default(uint64_t ram);
 /*
- * A budget from the config: "80%" (1..100 percent of ram) or a size with
- * an optional K, M, G or T suffix (binary). 0 or -EINVAL/-ERANGE.
+ * A budget from the config: "80%" (1..100 percent of ram) or a size as
+ * units_parse_size reads it ("16G", "512MiB"), not 0. 0 or
+ * -EINVAL/-ERANGE.
  */
 int  budget_parse(const char *s, uint64_t ram, uint64_t *out);
 /*

@@ -20,6 +20,8 @@
  *	n_ctx		positions per slot, 0 (the model's training context,
  *			at most 4096) or 16..1048576; never above the model's
  *	n_batch		tokens per forward step, 1..65536 (512)
+ *	kv_type		KV cache elements of every model, keys and values:
+ *			f16 or q8_0 (f16); [model] kv_type overrides
  *	prefill_chunk	prompt tokens per sequence per step, 1..65536 (128)
  *	max_queue	requests waiting for a slot per model, 1..65536 (64)
  *	threads		compute threads per model, 0..256 (0: $HEARTH_THREADS,
@@ -41,7 +43,7 @@
  *	external_links	follow symlinks that leave the models directory
  *			(yes for a user, no for root)
  *	debug		log debug lines (no; -d overrides)
- * [model NAME] keys: template, n_ctx, kv_type (f16), keep_alive, pin,
+ * [model NAME] keys: template, n_ctx, kv_type (f16 or q8_0), keep_alive, pin,
  * numa, preload.
  * [access NAME] keys: user, group, models, admin, max_connections,
  * max_requests, max_queued, max_prompt_tokens, max_tokens,
@@ -68,6 +70,7 @@
 #include "config.h"
 #include "proto.h"
 #include "template.h"
+#include "units.h"
 
 #define CONFIG_MAX_PATH	4096	/* bytes of a path value */
 
@@ -82,6 +85,7 @@ config_default(struct config *c, bool is_root)
 	c->n_parallel = 4;
 	c->n_ctx = 0;
 	c->n_batch = 512;
+	c->kv_type = CONFIG_KV_F16;
 	c->prefill_chunk = 128;
 	c->max_queue = 64;
 	c->threads = 0;
@@ -210,23 +214,11 @@ config_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 int
 config_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-	unsigned long long v, mul = 1;
-	const char *e;
+	uint64_t v;
 	int r;
 
-	if ((r = config_parse_ull(s, &v, &e)) < 0)
+	if ((r = units_parse_size(s, &v)) < 0)
 		return r;
-	if (strcasecmp(e, "k") == 0 || strcasecmp(e, "kib") == 0)
-		mul = 1ull << 10;
-	else if (strcasecmp(e, "m") == 0 || strcasecmp(e, "mib") == 0)
-		mul = 1ull << 20;
-	else if (strcasecmp(e, "g") == 0 || strcasecmp(e, "gib") == 0)
-		mul = 1ull << 30;
-	else if (*e != '\0' && strcasecmp(e, "b") != 0)
-		return -EINVAL;
-	if (v > UINT64_MAX / mul)
-		return -ERANGE;
-	v *= mul;
 	if (v < min || v > max)
 		return -ERANGE;
 	*out = v;
@@ -551,6 +543,47 @@ config_set_numa(struct config_ctx *ctx, const char *v, bool *has,
 	return 1;
 }
 
+int
+config_kv_type_parse(const char *s, enum config_kv_type *out)
+{
+	if (strcasecmp(s, "f16") == 0)
+		*out = CONFIG_KV_F16;
+	else if (strcasecmp(s, "q8_0") == 0)
+		*out = CONFIG_KV_Q8_0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *
+config_kv_type_name(enum config_kv_type t)
+{
+	switch (t) {
+	case CONFIG_KV_F16:
+		return "f16";
+	case CONFIG_KV_Q8_0:
+		return "q8_0";
+	}
+	return "?";
+}
+
+enum config_kv_type
+config_model_kv_type(const struct config *c, const char *name)
+{
+	const struct config_model *cm = config_model_find(c, name);
+
+	return cm != NULL && cm->has_kv_type ? cm->kv_type : c->kv_type;
+}
+
+static int
+config_set_kv_type(struct config_ctx *ctx, const char *v,
+    enum config_kv_type *dst)
+{
+	if (config_kv_type_parse(v, dst) < 0)
+		return config_fail(ctx, "kv_type: '%s' is not f16 or q8_0", v);
+	return 1;
+}
+
 static int
 config_set_n_ctx(struct config_ctx *ctx, const char *v, uint32_t *dst)
 {
@@ -621,6 +654,8 @@ config_daemon_key(struct config_ctx *ctx, const char *key, const char *v)
 	}
 	if (strcmp(key, "n_ctx") == 0)
 		return config_set_n_ctx(ctx, v, &c->n_ctx);
+	if (strcmp(key, "kv_type") == 0)
+		return config_set_kv_type(ctx, v, &c->kv_type);
 	if (strcmp(key, "template") == 0)
 		return config_set_template(ctx, v, &c->template_name);
 	if (strcmp(key, "output_buffer") == 0) {
@@ -699,11 +734,8 @@ config_model_key(struct config_ctx *ctx, const char *key, const char *v)
 	if (strcmp(key, "n_ctx") == 0)
 		return config_set_n_ctx(ctx, v, &m->n_ctx);
 	if (strcmp(key, "kv_type") == 0) {
-		if (strcasecmp(v, "f16") != 0)
-			return config_fail(ctx, "[model %s] kv_type: '%s' is "
-			    "not supported (only f16)", m->name, v);
-		m->kv_type = CONFIG_KV_F16;
-		return 1;
+		m->has_kv_type = true;
+		return config_set_kv_type(ctx, v, &m->kv_type);
 	}
 	if (strcmp(key, "keep_alive") == 0) {
 		m->has_keep_alive = true;

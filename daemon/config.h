@@ -38,9 +38,12 @@
 					 * connections no other section
 					 * matches, wherever it stands */
 
-/* Element type of a model's KV cache; only f16 exists for now. */
+/* Element type of a model's KV cache, keys and values alike. */
 enum config_kv_type {
-	CONFIG_KV_F16 = 0,
+	CONFIG_KV_F16 = 0,	/* IEEE half (llama.cpp's default) */
+	CONFIG_KV_Q8_0,		/* blocks of 32 int8 + fp16 scale: 34 bytes
+				 * per 32 elements (head dim a multiple of
+				 * 32, else the load fails) */
 };
 
 /* One [model NAME] section. */
@@ -50,7 +53,9 @@ struct config_model {
 	char		*template_name;	/* chat template family used instead of
 					 * the file's; NULL: the file's */
 	uint32_t	 n_ctx;		/* positions per slot; 0: [daemon]'s */
-	enum config_kv_type kv_type;	/* KV cache elements (f16) */
+	bool		 has_kv_type;	/* kv_type below is set */
+	enum config_kv_type kv_type;	/* KV cache elements; unset:
+					 * [daemon]'s */
 	bool		 has_keep_alive; /* keep_alive below is set */
 	int64_t		 keep_alive;	/* seconds once idle; -1 forever */
 	bool		 pin;		/* stays resident: no keep-alive expiry,
@@ -109,6 +114,8 @@ struct config {
 	uint32_t	 n_ctx;		/* positions per slot; 0: the model's
 					 * training context, at most 4096 */
 	uint32_t	 n_batch;	/* tokens per forward step (512) */
+	enum config_kv_type kv_type;	/* KV cache elements of models
+					 * without their own (f16) */
 	uint32_t	 prefill_chunk;	/* prompt tokens per sequence per step
 					 * while others decode (128) */
 	uint32_t	 max_queue;	/* requests waiting for a slot, per
@@ -167,6 +174,14 @@ int  config_apply(struct config *c, const struct config_overrides *o);
 /* Free the strings and sections; NULL ok. c is left empty. */
 void config_free(struct config *c);
 
+/* "f16", "q8_0" (case-insensitive) -> *out; 0 or -EINVAL. */
+int  config_kv_type_parse(const char *s, enum config_kv_type *out);
+/* "f16", "q8_0"; "?" for anything else. */
+const char *config_kv_type_name(enum config_kv_type t);
+/* The KV type a model runs with: its [model] kv_type, else [daemon]'s. */
+enum config_kv_type config_model_kv_type(const struct config *c,
+	    const char *name);
+
 /* The [model NAME] section of name, or NULL. */
 const struct config_model *config_model_find(const struct config *c,
 	    const char *name);
@@ -174,6 +189,7 @@ const struct config_model *config_model_find(const struct config *c,
 /* Parsers shared with the command line; 0 or -EINVAL/-ERANGE. */
 int  config_parse_u32(const char *s, uint32_t min, uint32_t max,
 	    uint32_t *out);
+/* config_parse_size: units_parse_size ("64K", "1MiB"), then min..max. */
 int  config_parse_size(const char *s, uint64_t min, uint64_t max,
 	    uint64_t *out);
 /* A duration in milliseconds ("300ms", "30", "5m"); "-1" gives -1. */

@@ -154,11 +154,12 @@ dispatch_render(struct srv *s, const char *model, const struct gguf *g,
 			    s->cfg->template_name);
 	} else {
 		return proto_err_set(e, PROTO_E_BAD_REQUEST, -ENOENT,
-		    "model %s has %s chat template; name one with the "
+		    "model %s has %s; name one with the "
 		    "request's 'template' (e.g. \"chatml\") or the "
 		    "configuration's", model,
 		    meta_chat_template(g, &text, &len) == 0 ?
-		    "a chat template hearth does not know, and no fallback" :
+		    "a chat template hearth does not recognise, and no "
+		    "fallback is configured" :
 		    "no chat template");
 	}
 	tmpl_opts_default(&out->o);
@@ -391,7 +392,8 @@ dispatch_load_reply(struct dreq *d)
 	proto_response_init(&resp, PROTO_MSG_REPLY, d->id);
 	resp.request = PROTO_MSG_LOAD;
 	resp.u.load.model = rm->name;
-	resp.u.load.memory = rm->m->mem_size + st.kv_bytes + st.scratch_bytes;
+	resp.u.load.memory = reg_model_weights(rm) + st.kv_bytes +
+	    st.scratch_bytes;
 	resp.u.load.ms = rm->load_ms;
 	conn_reply(d->conn, &resp);
 }
@@ -522,6 +524,8 @@ dispatch_start(struct dreq *d)
 	struct proto_err e;
 	bool has_ka = false;
 	int64_t ka = 0;
+	enum numa_policy np;
+	int numa = -1;		/* the configuration's */
 
 	memset(&e, 0, sizeof(e));
 	if (d->type != PROTO_MSG_LOAD && !d->counted) {
@@ -531,6 +535,11 @@ dispatch_start(struct dreq *d)
 	if (req->type == PROTO_MSG_LOAD) {
 		has_ka = req->u.load.has_keep_alive;
 		ka = req->u.load.keep_alive;
+		/* load needs an admin rule (dispatch_check_access): so does
+		 * numa */
+		if (req->u.load.has_numa && numa_policy_parse(
+		    proto_numa_name(req->u.load.numa), &np) == 0)
+			numa = (int)np;
 	} else if (req->type == PROTO_MSG_GENERATE) {
 		has_ka = req->u.generate.opts.has_keep_alive;
 		ka = req->u.generate.opts.keep_alive;
@@ -538,7 +547,7 @@ dispatch_start(struct dreq *d)
 		has_ka = req->u.chat.opts.has_keep_alive;
 		ka = req->u.chat.opts.keep_alive;
 	}
-	if (reg_use(s->reg, name, has_ka, ka, &rm, &e) < 0) {
+	if (reg_use_numa(s->reg, name, has_ka, ka, numa, &rm, &e) < 0) {
 		log_debug("conn %llu: %s %llu: %s", (unsigned long long)c->id,
 		    dispatch_type_name(req->type),
 		    (unsigned long long)req->id, e.msg);

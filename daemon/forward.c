@@ -8,7 +8,7 @@
  *     xb = rmsnorm(x) * attn_norm
  *     q = Wq xb + bq,  k = Wk xb + bk,  v = Wv xb + bv
  *     rotate q and k by their positions (rope)
- *     append k, v to the cache (fp16)
+ *     append k, v to the cache (fp16, or Q8_0 blocks)
  *     att_out = softmax(q . K^T / sqrt(head_dim)) V    causal, GQA
  *     x += Wo att_out
  *     xb = rmsnorm(x) * ffn_norm
@@ -39,31 +39,60 @@
 #define FWD_MAX_BATCH	4096
 #define FWD_MAX_CTX	(1u << 20)
 
+/* Bytes of one of K or V of a cache, rounded up to a cache line. */
+static size_t
+fwd_kv_half(const struct model *m, uint32_t n_ctx, uint32_t type)
+{
+	size_t row = kern_row_bytes(type, (size_t)m->hp.n_head_kv *
+	    m->hp.head_dim);
+
+	return (row * m->hp.n_layer * n_ctx + 63) & ~(size_t)63;
+}
+
+uint64_t
+fwd_kv_bytes(const struct model *m, uint32_t n_ctx)
+{
+	return (uint64_t)fwd_kv_half(m, n_ctx, m->kv_type_k) +
+	    fwd_kv_half(m, n_ctx, m->kv_type_v);
+}
+
 int
-fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out)
+fwd_kv_new_types(const struct model *m, uint32_t n_ctx, uint32_t k_type,
+    uint32_t v_type, struct fwd_kv **out)
 {
 	struct fwd_kv *kv;
-	size_t n;
+	size_t kb;
 
-	if (n_ctx == 0 || n_ctx > FWD_MAX_CTX)
+	if (n_ctx == 0 || n_ctx > FWD_MAX_CTX ||
+	    !kern_kv_type_ok(k_type, m->hp.head_dim) ||
+	    !kern_kv_type_ok(v_type, m->hp.head_dim))
 		return -EINVAL;
 	if ((kv = calloc(1, sizeof(*kv))) == NULL)
 		return -ENOMEM;
 	kv->n_layer = m->hp.n_layer;
 	kv->n_ctx = n_ctx;
 	kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
-	n = (size_t)kv->n_layer * n_ctx * kv->kv_dim;
+	kv->k_type = k_type;
+	kv->v_type = v_type;
+	kv->k_row = kern_row_bytes(k_type, kv->kv_dim);
+	kv->v_row = kern_row_bytes(v_type, kv->kv_dim);
+	kb = fwd_kv_half(m, n_ctx, k_type);
 	/* one anonymous region: K, then V at a 64-byte boundary */
-	if (mem_region_new(2 * ((n * sizeof(uint16_t) + 63) & ~(size_t)63),
-	    &m->kv_mem, NULL, &kv->mem, NULL) < 0) {
+	if (mem_region_new(kb + fwd_kv_half(m, n_ctx, v_type), &m->kv_mem,
+	    NULL, &kv->mem, NULL) < 0) {
 		free(kv);
 		return -ENOMEM;
 	}
 	kv->k = kv->mem->addr;
-	kv->v = (uint16_t *)((uint8_t *)kv->mem->addr +
-	    ((n * sizeof(uint16_t) + 63) & ~(size_t)63));
+	kv->v = (uint8_t *)kv->mem->addr + kb;
 	*out = kv;
 	return 0;
+}
+
+int
+fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out)
+{
+	return fwd_kv_new_types(m, n_ctx, m->kv_type_k, m->kv_type_v, out);
 }
 
 void
@@ -132,6 +161,15 @@ fwd_new(const struct model *m, uint32_t n_batch, uint32_t n_ctx,
 	f->att_out = malloc((size_t)n_batch * q_dim * sizeof(float));
 	f->n_att = model_threads(m);
 	f->att = malloc((size_t)f->n_att * n_ctx * sizeof(float));
+	if (kern_kv_type_ok(KERN_TYPE_Q8_0, hp->head_dim)) {
+		f->att_qq_row = (kern_row_bytes(KERN_TYPE_Q8_0, hp->head_dim) *
+		    hp->n_head + 63) & ~(size_t)63;
+		f->att_qq = aligned_alloc(64, f->n_att * f->att_qq_row);
+		if (f->att_qq == NULL) {
+			fwd_free(f);
+			return -ENOMEM;
+		}
+	}
 	f->hb = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
 	f->hb2 = malloc((size_t)n_batch * hp->n_ff * sizeof(float));
 	f->xq_row = fwd_max_act_row(m);
@@ -164,6 +202,7 @@ fwd_free(struct fwd *f)
 	free(f->v);
 	free(f->att_out);
 	free(f->att);
+	free(f->att_qq);
 	free(f->hb);
 	free(f->hb2);
 	free(f->xq);
@@ -250,7 +289,9 @@ fwd_mm_part(struct fwd *f, const struct fwd_mmi *it, size_t n_it, size_t n,
 		if (u0 >= u1)
 			continue;
 		mm.type = w->type;
-		mm.w = w->data;
+		/* the thread's own NUMA node's copy of the weights (replicate) */
+		mm.w = (const void *)((uintptr_t)w->data +
+		    (uintptr_t)kern_pool_offset(f->m->pool, ith));
 		mm.rows = w->rows;
 		mm.cols = w->cols;
 		mm.xq = f->xq;
@@ -337,6 +378,8 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 	a.hd = hd;
 	a.scale = 1.0f / sqrtf((float)hd);
 	a.scratch = f->att + (size_t)ith * f->n_ctx;
+	a.qq = f->att_qq == NULL ? NULL :
+	    (uint8_t *)f->att_qq + (size_t)ith * f->att_qq_row;
 	for (r = 0; r < c->n && at < hi; r++) {
 		const struct fwd_kv *kv = c->seqs[f->row_seq[r]].kv;
 		uint64_t cost = (uint64_t)f->row_pos[r] + 1;
@@ -361,15 +404,30 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 			a.q = f->q + r * q_dim + h * hd;
 			a.o = f->att_out + r * q_dim + h * hd;
 			a.n_q = e - h;
-			a.k = kv->k + (size_t)l * kv->n_ctx * kv->kv_dim +
-			    kvh * hd;
-			a.v = kv->v + (size_t)l * kv->n_ctx * kv->kv_dim +
-			    kvh * hd;
+			a.k = (const uint8_t *)kv->k + (size_t)l *
+			    kv->n_ctx * kv->k_row +
+			    kern_row_bytes(kv->k_type, kvh * hd);
+			a.v = (const uint8_t *)kv->v + (size_t)l *
+			    kv->n_ctx * kv->v_row +
+			    kern_row_bytes(kv->v_type, kvh * hd);
+			a.k_type = kv->k_type;
+			a.v_type = kv->v_type;
 			a.stride = kv->kv_dim;
 			a.n_keys = cost;
 			f->m->ops->attend(&a);
 		}
 	}
+}
+
+/* One position's keys or values (n floats) into a cache row of type. */
+static void
+fwd_kv_store(const struct kern_ops *ops, uint32_t type, void *dst,
+    const float *src, size_t n)
+{
+	if (type == KERN_TYPE_Q8_0)
+		kern_quantize_act_ref(KERN_TYPE_Q8_0, src, dst, n);
+	else
+		ops->to_fp16(dst, src, n);
 }
 
 /* The final norm of the rows that need logits or embeddings (thread 0;
@@ -462,12 +520,12 @@ fwd_thread(void *arg, uint32_t ith, uint32_t nth)
 		fwd_mm_group(f, f->xb, c->n, qkv, 3, ith, nth);
 
 		/* rotate queries and keys by their absolute positions, and
-		 * append keys and values to the caches (fp16, as llama.cpp
-		 * keeps them) */
+		 * append keys and values to the caches (fp16 as llama.cpp
+		 * keeps them by default, or Q8_0 blocks) */
 		for (r = ra; r < rb; r++) {
 			struct fwd_kv *kv = c->seqs[f->row_seq[r]].kv;
-			size_t at = ((size_t)l * kv->n_ctx +
-			    (size_t)f->row_pos[r]) * kv_dim;
+			size_t at = (size_t)l * kv->n_ctx +
+			    (size_t)f->row_pos[r];
 
 			kern_rope_ref(f->q + r * q_dim, hp->n_head,
 			    hp->head_dim, hp->n_rot, f->row_pos[r],
@@ -475,8 +533,10 @@ fwd_thread(void *arg, uint32_t ith, uint32_t nth)
 			kern_rope_ref(f->k + r * kv_dim, hp->n_head_kv,
 			    hp->head_dim, hp->n_rot, f->row_pos[r],
 			    m->rope_freq, hp->rope_neox);
-			ops->to_fp16(kv->k + at, f->k + r * kv_dim, kv_dim);
-			ops->to_fp16(kv->v + at, f->v + r * kv_dim, kv_dim);
+			fwd_kv_store(ops, kv->k_type, (uint8_t *)kv->k +
+			    at * kv->k_row, f->k + r * kv_dim, kv_dim);
+			fwd_kv_store(ops, kv->v_type, (uint8_t *)kv->v +
+			    at * kv->v_row, f->v + r * kv_dim, kv_dim);
 		}
 		kern_pool_barrier(pool);
 		fwd_attention(c, l, ith, nth);
@@ -558,6 +618,10 @@ fwd_eval_batch(struct fwd *f, struct fwd_seq *seqs, size_t n_seqs,
 		    kv->kv_dim != hp->n_head_kv * hp->head_dim)
 			return err_set(err, -EINVAL,
 			    "sequence %zu: cache belongs to another model", s);
+		if (kv->k_type == KERN_TYPE_Q8_0 && f->att_qq == NULL)
+			return err_set(err, -EINVAL,
+			    "sequence %zu: Q8_0 keys need a head dim that is "
+			    "a multiple of 32", s);
 		for (t = 0; t < s; t++)
 			if (seqs[t].kv == kv)
 				return err_set(err, -EINVAL,

@@ -18,18 +18,32 @@
 #include "model.h"
 
 /* One sequence's keys and values, stored as IEEE fp16 (as llama.cpp's
- * default cache: half the memory, and the same numbers). */
+ * default cache: half the memory, and the same numbers) or as Q8_0
+ * blocks (llama.cpp's --cache-type-k/-v q8_0: 34 bytes per 32 elements,
+ * quantized as kern_quantize_act_ref does), keys and values each. */
 struct fwd_kv {
 	uint32_t	 n_layer;
 	uint32_t	 n_ctx;		/* positions it can hold */
 	uint32_t	 kv_dim;	/* n_head_kv * head_dim */
 	uint32_t	 n_past;	/* positions filled */
-	uint16_t	*k;		/* [n_layer][n_ctx][kv_dim] fp16 */
-	uint16_t	*v;		/* [n_layer][n_ctx][kv_dim] fp16 */
+	uint32_t	 k_type;	/* KERN_TYPE_F16 or KERN_TYPE_Q8_0 */
+	uint32_t	 v_type;	/* likewise */
+	size_t		 k_row;		/* bytes of one position's keys:
+					 * kern_row_bytes(k_type, kv_dim) */
+	size_t		 v_row;		/* likewise values */
+	void		*k;		/* [n_layer][n_ctx][k_row] bytes */
+	void		*v;		/* [n_layer][n_ctx][v_row] bytes */
 	struct mem_region *mem;		/* k then v, as model->kv_mem says */
 };
 
+/* A cache of the model's KV types (model->kv_type_k, kv_type_v). */
 int  fwd_kv_new(const struct model *m, uint32_t n_ctx, struct fwd_kv **out);
+/* A cache with keys of k_type and values of v_type (KERN_TYPE_F16 or
+ * KERN_TYPE_Q8_0; -EINVAL if the model's head dim cannot take them). */
+int  fwd_kv_new_types(const struct model *m, uint32_t n_ctx,
+	    uint32_t k_type, uint32_t v_type, struct fwd_kv **out);
+/* Bytes fwd_kv_new allocates for one cache of n_ctx positions. */
+uint64_t fwd_kv_bytes(const struct model *m, uint32_t n_ctx);
 void fwd_kv_free(struct fwd_kv *kv);	/* accepts NULL */
 /* Forget positions from n on (n <= n_past), e.g. to reuse a prefix. */
 void fwd_kv_truncate(struct fwd_kv *kv, uint32_t n);
@@ -62,6 +76,11 @@ struct fwd {
 	float		*att_out;	/* [n_batch][n_head*head_dim] */
 	float		*att;		/* [n_att][n_ctx] scores of one head
 					 * per thread (reference attention) */
+	void		*att_qq;	/* [n_att][n_head][kern_row_bytes(
+					 * Q8_0, head_dim)] queries quantized
+					 * for Q8_0 keys; NULL when the head
+					 * dim cannot take them */
+	size_t		 att_qq_row;	/* bytes of one thread's att_qq */
 	float		*hb;		/* [n_batch][n_ff] gate */
 	float		*hb2;		/* [n_batch][n_ff] up */
 	void		*xq;		/* [n_batch][xq_row] activation rows

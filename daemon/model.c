@@ -327,12 +327,30 @@ model_read_tensor(struct model *m, struct mem_loader *l, struct model_want *w,
 	return 0;
 }
 
+/* A KV cache type the attention reads for this head dim. */
+static int
+model_check_kv_type(const char *what, uint32_t type, uint32_t head_dim,
+    struct eng_err *err)
+{
+	if (type != KERN_TYPE_F16 && type != KERN_TYPE_Q8_0)
+		return err_set(err, -ENOTSUP, "KV cache type %s for %s is not "
+		    "supported (f16, q8_0 are)", kern_type_name(type), what);
+	if (!kern_kv_type_ok(type, head_dim))
+		return err_set(err, -EINVAL, "KV cache type %s for %s needs a "
+		    "head dim that is a multiple of %d; this model's is %u "
+		    "(use f16)", kern_type_name(type), what, KERN_QK8_0,
+		    head_dim);
+	return 0;
+}
+
 void
 model_load_opts_default(struct model_load_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	mem_params_default(&o->mem);
 	mem_params_default(&o->kv_mem);
+	o->kv_type_k = KERN_TYPE_F16;
+	o->kv_type_v = KERN_TYPE_F16;
 	o->lock = true;
 	o->direct = MEM_DIRECT_AUTO;
 }
@@ -374,6 +392,16 @@ model_open_opts(const char *path, const struct model_load_opts *o,
 	hp = &m->hp;
 	if ((r = model_load_hparams(m->gguf, hp, err)) < 0)
 		goto fail_path;
+	if (o == NULL) {
+		model_load_opts_default(&def);
+		o = &def;
+	}
+	if ((r = model_check_kv_type("K", o->kv_type_k, hp->head_dim,
+	    err)) < 0 || (r = model_check_kv_type("V", o->kv_type_v,
+	    hp->head_dim, err)) < 0)
+		goto fail_path;
+	m->kv_type_k = o->kv_type_k;
+	m->kv_type_v = o->kv_type_v;
 	if ((r = tok_new(m->gguf, &m->tok, err)) < 0)
 		goto fail_path;
 
@@ -479,10 +507,6 @@ model_open_opts(const char *path, const struct model_load_opts *o,
 		m->n_params += want[i].t->nelems;
 	}
 	m->mem_size = off;
-	if (o == NULL) {
-		model_load_opts_default(&def);
-		o = &def;
-	}
 	/* anonymous memory of our own: a file changed on disk cannot fault */
 	if ((r = mem_region_new(off ? off : MODEL_ALIGN, &o->mem, NULL,
 	    &m->weights, err)) < 0) {

@@ -96,6 +96,9 @@ struct model {
 	struct eng_err		 lock_warn;	/* why mlock failed, how to
 						 * raise RLIMIT_MEMLOCK */
 	struct mem_params	 kv_mem;	/* how fwd_kv_new allocates */
+	uint32_t		 kv_type_k;	/* KERN_TYPE_F16 or _Q8_0: the
+						 * keys of fwd_kv_new's caches */
+	uint32_t		 kv_type_v;	/* likewise the values */
 	uint64_t		 n_params;	/* elements of all weights */
 	const struct kern_ops	*ops;		/* the kernels (kern_ops() at
 						 * load); weights are in their
@@ -115,6 +118,11 @@ struct model_load_opts {
 	struct mem_params mem;		/* pages and NUMA policy of the
 					 * weights (mem_params_default) */
 	struct mem_params kv_mem;	/* the same for KV caches */
+	uint32_t	 kv_type_k;	/* element type of cached keys:
+					 * KERN_TYPE_F16 (default) or
+					 * KERN_TYPE_Q8_0 (head dim a multiple
+					 * of 32, else model_open fails) */
+	uint32_t	 kv_type_v;	/* likewise the values */
 	bool		 lock;		/* mlock the weights (true) */
 	enum mem_direct	 direct;	/* O_DIRECT reads (AUTO) */
 	const atomic_bool *cancel;	/* set: the load fails with

@@ -21,6 +21,7 @@
 
 #include "memory.h"
 #include "numa_topo.h"
+#include "units.h"
 
 /* --- CPU sets ------------------------------------------------------------- */
 
@@ -300,46 +301,6 @@ done:
 
 /* --- simulation files ----------------------------------------------------- */
 
-/* A size with an optional K/M/G/T suffix: 0 or -EINVAL/-ERANGE. */
-static int
-numa_parse_size(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -ERANGE;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	switch (*s) {
-	case '\0':
-		break;
-	case 'K': case 'k':
-		shift = 10;
-		break;
-	case 'M': case 'm':
-		shift = 20;
-		break;
-	case 'G': case 'g':
-		shift = 30;
-		break;
-	case 'T': case 't':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*s != '\0' && s[1] != '\0')
-		return -EINVAL;
-	if (shift && v > UINT64_MAX >> shift)
-		return -ERANGE;
-	*out = v << shift;
-	return 0;
-}
-
 /* One "node ..." line split into words; 0 or an error naming line ln. */
 static int
 numa_parse_line(struct numa_topo *t, char **w, size_t nw, const char *name,
@@ -405,7 +366,7 @@ numa_parse_line(struct numa_topo *t, char **w, size_t nw, const char *name,
 				    r == -ERANGE ? " (CPU number too large)" :
 				    "");
 		} else {
-			r = numa_parse_size(val, seen == &have_mem ?
+			r = units_parse_size(val, seen == &have_mem ?
 			    &nd->mem_total : &nd->mem_free);
 			if (r < 0)
 				return err_set(err, -EINVAL, "%s:%u: node %u: "

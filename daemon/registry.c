@@ -19,6 +19,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "meta.h"
+#include "pool.h"
 #include "registry.h"
 #include "server.h"
 
@@ -59,7 +60,7 @@ struct reg_reply_mem {
 	void			*array;		/* list/ps entries */
 	struct meta_show	 show;
 	struct gguf		*g;		/* show: opened for it */
-	char			 strs[3][NUMA_REASON_MAX + 256]; /* show:
+	char			 strs[5][4 * NUMA_REASON_MAX]; /* show:
 						 * residency values */
 	char			*labels;	/* ps: [n][PROTO_MAX_LABEL + 1]
 						 * placements */
@@ -268,6 +269,10 @@ reg_load_opts(const struct config *cfg, const char *name,
 	model_load_opts_default(&lo->mo);
 	if (cfg->has_pages)
 		lo->mo.mem.pages = lo->mo.kv_mem.pages = cfg->pages;
+	/* one kv_type for keys and values */
+	lo->mo.kv_type_k = lo->mo.kv_type_v =
+	    config_model_kv_type(cfg, name) == CONFIG_KV_Q8_0 ?
+	    KERN_TYPE_Q8_0 : KERN_TYPE_F16;
 }
 
 /* Bind the memory of a load to its placement (not on a simulated or
@@ -281,8 +286,11 @@ reg_bind(struct reg_model *rm)
 	rm->lo.mo.cancel = &rm->cancel;
 	if (reg_topo.simulated || p->single_node || !reg_topo.libnuma)
 		return;
-	w->nodes = numa_place_kernel_nodes(&reg_topo, p->weight_nodes);
-	/* one copy of the weights: replicate reads the first node's */
+	/* replicate: m->weights is the first node's copy (reg_replicate
+	 * makes the others) */
+	w->nodes = numa_place_kernel_nodes(&reg_topo,
+	    p->policy == NUMA_POLICY_REPLICATE ? p->weight_nodes &
+	    -p->weight_nodes : p->weight_nodes);
 	w->numa = p->policy == NUMA_POLICY_INTERLEAVE ? MEM_NUMA_INTERLEAVE :
 	    MEM_NUMA_PREFERRED;
 	if (p->kv_node >= 0) {
@@ -293,6 +301,132 @@ reg_bind(struct reg_model *rm)
 		kv->numa = MEM_NUMA_INTERLEAVE;
 		kv->nodes = w->nodes;
 	}
+}
+
+/* Free the copies of the weights reg_replicate made. */
+static void
+reg_free_replicas(struct reg_model *rm)
+{
+	uint32_t i;
+
+	for (i = 0; i < NUMA_MAX_NODES; i++) {
+		mem_region_free(rm->replicas[i]);
+		rm->replicas[i] = NULL;
+	}
+	rm->copies_made = 0;
+}
+
+/*
+ * Loader thread: the worker pool of m on the placement's CPUs, worker i
+ * on thread_cpu[i] (CPUs that do not exist here, as a simulated
+ * topology's may, are not pinned), described in rm->pinning. 0 or
+ * -errno with err.
+ */
+static int
+reg_pin_threads(struct reg_model *rm, struct model *m, struct eng_err *err)
+{
+	const struct numa_place *p = &rm->place;
+	struct numa_cpuset asked, got;
+	struct kern_pool *pool;
+	int cpus[KERN_POOL_MAX_THREADS];
+	char a[160], g[160];
+	uint32_t n = p->n_threads, i, n_pinned = 0;
+	const char *pin = getenv("HEARTH_PIN");
+	int r;
+
+	if (n == 0) {
+		snprintf(rm->pinning, sizeof(rm->pinning), "%u threads, not "
+		    "pinned (the placement has no CPUs)", model_threads(m));
+		return 0;
+	}
+	if (n > KERN_POOL_MAX_THREADS)
+		n = KERN_POOL_MAX_THREADS;
+	numa_cpuset_clear(&asked);
+	numa_cpuset_clear(&got);
+	for (i = 0; i < n; i++) {
+		cpus[i] = p->thread_cpu[i];
+		numa_cpuset_add(&asked, p->thread_cpu[i]);
+	}
+	if ((r = kern_pool_new_cpus(n, cpus, &pool)) < 0)
+		return err_set(err, r, "cannot start %u worker threads: %s",
+		    n, strerror(-r));
+	/* model.h has no setter for a pool: replace the default one */
+	kern_pool_free(m->pool);
+	m->pool = pool;
+	for (i = 0; i < n; i++)
+		if (kern_pool_cpu(pool, i) >= 0) {
+			numa_cpuset_add(&got, (uint32_t)kern_pool_cpu(pool, i));
+			n_pinned++;
+		}
+	numa_cpuset_format(&asked, a, sizeof(a));
+	numa_cpuset_format(&got, g, sizeof(g));
+	if (n_pinned == n)
+		snprintf(rm->pinning, sizeof(rm->pinning), "%u thread%s "
+		    "pinned to CPUs %s", n, n == 1 ? "" : "s", g);
+	else if (pin != NULL && strcmp(pin, "0") == 0)
+		snprintf(rm->pinning, sizeof(rm->pinning), "%u thread%s on "
+		    "CPUs %s, not pinned (HEARTH_PIN=0)", n, n == 1 ? "" : "s",
+		    a);
+	else
+		snprintf(rm->pinning, sizeof(rm->pinning), "%u thread%s for "
+		    "CPUs %s: %u pinned (CPUs %s), %u not pinned: %s", n,
+		    n == 1 ? "" : "s", a, n_pinned, g, n - n_pinned,
+		    reg_topo.simulated ? "their CPUs do not exist on this "
+		    "machine (simulated topology)" : "this process may not "
+		    "use their CPUs");
+	return 0;
+}
+
+/*
+ * Loader thread, REPLICATE on several nodes: a copy of the weights on
+ * every node of the placement but the first (whose copy is m->weights),
+ * bound there on a real machine; each worker of the pool then reads its
+ * own node's copy through its offset. A copy that cannot be made leaves
+ * that node's workers on the first copy (logged by reg_loaded). 0 or
+ * -ECANCELED.
+ */
+static int
+reg_replicate(struct reg_model *rm, struct model *m)
+{
+	const struct numa_place *p = &rm->place;
+	struct eng_err ee = { "" };
+	struct mem_params mp;
+	uint32_t i, first;
+
+	rm->copies_made = 1;
+	if (p->policy != NUMA_POLICY_REPLICATE || p->single_node ||
+	    p->weight_nodes == 0)
+		return 0;
+	first = (uint32_t)__builtin_ctzll(p->weight_nodes);
+	for (i = first + 1; i < reg_topo.n_nodes && i < 64; i++) {
+		if (!(p->weight_nodes >> i & 1))
+			continue;
+		if (atomic_load(&rm->cancel))
+			return -ECANCELED;
+		mp = rm->lo.mo.mem;
+		mp.numa = MEM_NUMA_NONE;
+		mp.nodes = 0;
+		if (!reg_topo.simulated && reg_topo.libnuma) {
+			mp.numa = MEM_NUMA_PREFERRED;
+			mp.nodes = numa_place_kernel_nodes(&reg_topo,
+			    (uint64_t)1 << i);
+		}
+		if (mem_region_copy(m->weights, &mp, NULL, &rm->replicas[i],
+		    &ee) < 0) {
+			rm->replicas[i] = NULL;
+			continue;
+		}
+		if (rm->lo.mo.lock)
+			(void)mem_region_lock(rm->replicas[i], &ee);
+		rm->copies_made++;
+	}
+	for (i = 0; i < kern_pool_threads(m->pool) && i < p->n_threads; i++) {
+		const struct mem_region *c = rm->replicas[p->thread_node[i]];
+
+		kern_pool_set_offset(m->pool, i, c == NULL ? 0 :
+		    (ptrdiff_t)((uintptr_t)c->addr - (uintptr_t)m->mem));
+	}
+	return 0;
 }
 
 /* The loader thread: read the weights, start the scheduler. */
@@ -308,10 +442,13 @@ reg_load_main(void *arg)
 
 	r = model_open_opts(rm->path, &rm->lo.mo, reg_load_progress, rm, &m,
 	    &err);
-	if (r == 0 && rm->lo.threads != 0 &&
-	    (r = model_set_threads(m, rm->lo.threads)) < 0) {
-		err_set(&err, r, "cannot start %u threads: %s",
-		    rm->lo.threads, strerror(-r));
+	/* the workers on the placement's CPUs (its thread count: lo.threads
+	 * capped to the CPUs, or the physical cores of its nodes) */
+	if (r == 0 && (r = reg_pin_threads(rm, m, &err)) == 0 &&
+	    (r = reg_replicate(rm, m)) < 0)
+		err_set(&err, r, "cancelled");
+	if (r < 0) {
+		reg_free_replicas(rm);
 		model_free(m);
 		m = NULL;
 	}
@@ -319,6 +456,7 @@ reg_load_main(void *arg)
 		reg_sched_params(&rm->lo, s, m, &rm->sp);
 		if ((r = sched_new(m, &rm->sp, srv_post_frame, s, &sc,
 		    &err)) < 0) {
+			reg_free_replicas(rm);
 			model_free(m);
 			m = NULL;
 		}
@@ -428,8 +566,9 @@ reg_policy(const struct config *cfg, const char *name)
  */
 static int
 reg_estimate(struct registry *r, const char *name, const char *path,
-    const struct reg_load_opts *lo, struct budget_cost *cost,
-    uint32_t *n_ctx, struct numa_place *place, struct proto_err *err)
+    const struct reg_load_opts *lo, enum numa_policy policy,
+    struct budget_cost *cost, uint32_t *n_ctx, struct numa_place *place,
+    uint32_t *copies, struct proto_err *err)
 {
 	struct eng_err ee = { "" };
 	struct budget_shape sh;
@@ -458,8 +597,9 @@ reg_estimate(struct registry *r, const char *name, const char *path,
 			sh.n_ctx = sh.n_ctx_train;
 	}
 	sh.n_parallel = lo->n_parallel;
-	sh.kv_type = BUDGET_KV_F16;
-	sh.copies = 1;		/* the loader keeps one copy (see show) */
+	sh.kv_type = lo->mo.kv_type_k == KERN_TYPE_Q8_0 ? BUDGET_KV_Q8_0 :
+	    BUDGET_KV_F16;
+	sh.copies = 1;		/* one copy to place; replicate: see below */
 	sh.scratch_bytes = budget_scratch_estimate(&sh, lo->n_batch);
 	if ((rc = budget_cost(&sh, cost)) < 0)
 		return proto_err_set(err, PROTO_E_MODEL_ERROR, rc,
@@ -467,11 +607,22 @@ reg_estimate(struct registry *r, const char *name, const char *path,
 	memset(&w, 0, sizeof(w));
 	w.weight_bytes = cost->weights;
 	w.other_bytes = cost->kv + cost->scratch;
-	w.policy = reg_policy(r->srv->cfg, name);
+	w.policy = policy;
 	w.threads = lo->threads;
 	if ((rc = numa_place(&reg_topo, &r->usage, &w, place)) < 0)
 		return proto_err_set(err, PROTO_E_INTERNAL, rc,
 		    "model %s: no NUMA placement: %s", name, strerror(-rc));
+	/* replicate on several nodes: the budget counts every copy */
+	*copies = 1;
+	if (place->policy == NUMA_POLICY_REPLICATE && !place->single_node &&
+	    place->weight_nodes != 0) {
+		sh.copies = (uint32_t)__builtin_popcountll(place->weight_nodes);
+		if ((rc = budget_cost(&sh, cost)) < 0)
+			return proto_err_set(err, PROTO_E_MODEL_ERROR, rc,
+			    "model %s: its memory does not fit in 64 bits",
+			    name);
+		*copies = sh.copies;
+	}
 	*n_ctx = sh.n_ctx;
 	return 0;
 }
@@ -577,9 +728,10 @@ reg_prepare(struct reg_model *rm, struct proto_err *err)
 
 	reg_release(rm);	/* a load that failed before it ended */
 	reg_load_opts(r->srv->cfg, rm->name, &rm->lo);
-	rm->policy = reg_policy(r->srv->cfg, rm->name);
-	if ((rc = reg_estimate(r, rm->name, rm->path, &rm->lo, &rm->cost,
-	    &rm->n_ctx, &rm->place, err)) < 0)
+	rm->policy = rm->numa_asked >= 0 ? (enum numa_policy)rm->numa_asked :
+	    reg_policy(r->srv->cfg, rm->name);
+	if ((rc = reg_estimate(r, rm->name, rm->path, &rm->lo, rm->policy,
+	    &rm->cost, &rm->n_ctx, &rm->place, &rm->n_copies, err)) < 0)
 		return rc;
 	reg_bind(rm);
 	return reg_admit(r, rm, err);
@@ -589,12 +741,40 @@ int
 reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
     struct reg_model **out, struct proto_err *err)
 {
+	return reg_use_numa(r, name, has_ka, keep_alive, -1, out, err);
+}
+
+int
+reg_use_numa(struct registry *r, const char *name, bool has_ka,
+    int64_t keep_alive, int numa, struct reg_model **out,
+    struct proto_err *err)
+{
 	const struct config_model *cm;
 	struct reg_model *rm;
 	char *path = NULL;
 	int rc;
 
-	if ((rm = reg_find(r, name)) != NULL) {
+	if (numa > (int)NUMA_POLICY_REPLICATE)
+		return proto_err_set(err, PROTO_E_BAD_REQUEST, -EINVAL,
+		    "bad numa policy");
+	if ((rm = reg_find(r, name)) != NULL && numa >= 0 &&
+	    (enum numa_policy)numa != rm->policy &&
+	    (enum numa_policy)numa != rm->place.policy) {
+		/* placed otherwise: place it again when nothing uses it */
+		if (rm->state != REG_RESIDENT || rm->active > 0 ||
+		    !TAILQ_EMPTY(&rm->waiters))
+			return proto_err_set(err, PROTO_E_BUSY, -EBUSY,
+			    "model %s is %s with numa policy %s; retry when "
+			    "it is idle, or unload it first", name,
+			    rm->state == REG_RESIDENT ? "in use" : "loading",
+			    numa_policy_name(rm->policy));
+		log_info("registry: %s: numa %s asked (was %s): loading it "
+		    "again", name, numa_policy_name((enum numa_policy)numa),
+		    numa_policy_name(rm->policy));
+		reg_unload_now(rm);	/* idle: frees it */
+		rm = NULL;
+	}
+	if (rm != NULL) {
 		if (has_ka)
 			rm->keep_alive = keep_alive;
 		*out = rm;
@@ -618,6 +798,7 @@ reg_use(struct registry *r, const char *name, bool has_ka, int64_t keep_alive,
 	cm = config_model_find(r->srv->cfg, name);
 	rm->pinned = cm != NULL && cm->pin;
 	rm->pin_asked = -1;
+	rm->numa_asked = numa;
 	if (has_ka)
 		rm->keep_alive = keep_alive;
 	else if (cm != NULL && cm->has_keep_alive)
@@ -819,10 +1000,11 @@ reg_unload_now(struct reg_model *rm)
 	}
 	if (rm->m != NULL) {
 		log_info("registry: unloaded %s (%.1f MB)", rm->name,
-		    (double)rm->m->mem_size / 1e6);
+		    (double)rm->m->mem_size * rm->copies_made / 1e6);
 		model_free(rm->m);
 		rm->m = NULL;
 	}
+	reg_free_replicas(rm);
 	reg_release(rm);
 	rm->state = REG_LOADING;	/* neither resident nor unloading */
 	rm->active = 0;
@@ -849,29 +1031,79 @@ reg_progress(struct reg_model *rm, uint64_t done, uint64_t total)
 	}
 }
 
+/* Pages of the weights, every copy (zero when not resident). */
+static void
+reg_weight_usage(const struct reg_model *rm, struct mem_usage *u)
+{
+	uint32_t i;
+
+	memset(u, 0, sizeof(*u));
+	if (rm->m == NULL || rm->m->weights == NULL)
+		return;
+	mem_usage_add(u, &rm->m->weights->usage);
+	for (i = 0; i < NUMA_MAX_NODES; i++)
+		if (rm->replicas[i] != NULL)
+			mem_usage_add(u, &rm->replicas[i]->usage);
+}
+
+/* Resident bytes of the weights, every copy. */
+static uint64_t
+reg_weight_bytes(const struct reg_model *rm)
+{
+	return rm->m == NULL ? 0 : (uint64_t)rm->m->mem_size *
+	    (rm->copies_made > 0 ? rm->copies_made : 1);
+}
+
+uint64_t
+reg_model_weights(const struct reg_model *rm)
+{
+	return reg_weight_bytes(rm);
+}
+
 /* "pages" of a resident model: what its memory is known to be made of. */
 static void
 reg_pages(const struct reg_model *rm, char *buf, size_t size)
 {
+	struct mem_usage u;
+
 	if (rm->m == NULL || rm->m->weights == NULL) {
 		snprintf(buf, size, "not resident");
 		return;
 	}
-	mem_usage_format(&rm->m->weights->usage, buf, size);
+	reg_weight_usage(rm, &u);
+	mem_usage_format(&u, buf, size);
+}
+
+/* Copies of the weights: resident, else planned. */
+static uint32_t
+reg_copies(const struct reg_model *rm)
+{
+	if (rm->m != NULL && rm->copies_made > 0)
+		return rm->copies_made;
+	return rm->n_copies > 0 ? rm->n_copies : 1;
 }
 
 /* The placement of rm as one line. */
 static void
 reg_placement(const struct reg_model *rm, char *buf, size_t size)
 {
-	/* memory is bound (reg_bind); the worker pool is not pinned */
-	snprintf(buf, size, "%s: %s (%s)", numa_policy_name(rm->place.policy),
-	    rm->place.reason, reg_topo.simulated ? "simulated topology: "
-	    "decided, not bound" : rm->place.single_node ? "one node" :
-	    rm->place.policy == NUMA_POLICY_REPLICATE ? "one copy of the "
-	    "weights, preferring the first node: the loader does not "
-	    "replicate yet; threads not pinned yet" : "memory bound; "
-	    "threads not pinned yet");
+	uint32_t copies = reg_copies(rm);
+	char c[128];
+
+	if (rm->place.policy != NUMA_POLICY_REPLICATE)
+		c[0] = '\0';
+	else if (rm->place.single_node)
+		snprintf(c, sizeof(c), "; one copy of the weights (one node)");
+	else
+		snprintf(c, sizeof(c), "; %u copies of the weights%s", copies,
+		    rm->m != NULL && copies < rm->n_copies ? " (fewer than "
+		    "planned: out of memory)" : "");
+	snprintf(buf, size, "%s: %s (%s%s; %s)",
+	    numa_policy_name(rm->place.policy), rm->place.reason,
+	    reg_topo.simulated ? "simulated topology: memory not bound" :
+	    rm->place.single_node ? "one node" : "memory bound", c,
+	    rm->m != NULL && rm->pinning[0] != '\0' ? rm->pinning :
+	    "not resident");
 }
 
 /* Log what a resident model costs, where it is and its residency. */
@@ -879,7 +1111,7 @@ static void
 reg_log_residency(const struct reg_model *rm)
 {
 	char w[32], k[32], sc[32], t[32], b[32], pages[96];
-	char place[NUMA_REASON_MAX + 256];
+	char place[4 * NUMA_REASON_MAX];
 
 	mem_fmt_bytes(rm->cost.weights, w, sizeof(w));
 	mem_fmt_bytes(rm->cost.kv, k, sizeof(k));
@@ -888,10 +1120,18 @@ reg_log_residency(const struct reg_model *rm)
 	mem_fmt_bytes(reg_budget(rm->reg), b, sizeof(b));
 	reg_pages(rm, pages, sizeof(pages));
 	reg_placement(rm, place, sizeof(place));
-	log_info("registry: %s memory: weights %s, KV %s, scratch %s = %s "
-	    "of budget %s; pages: %s; %s", rm->name, w, k, sc, t, b, pages,
+	log_info("registry: %s memory: weights %s, KV %s (%s), scratch %s = "
+	    "%s of budget %s; pages: %s; %s", rm->name, w, k,
+	    kern_type_name(rm->lo.mo.kv_type_k), sc, t, b, pages,
 	    rm->pinned ? "pinned" : "evictable when idle");
 	log_info("registry: %s numa: %s", rm->name, place);
+	log_info("registry: %s threads: %s", rm->name, rm->pinning);
+	if (rm->place.policy == NUMA_POLICY_REPLICATE &&
+	    rm->copies_made < rm->n_copies)
+		log_warnx("registry: %s: only %u of %u copies of the weights "
+		    "could be made (out of memory); the other nodes' workers "
+		    "read the first copy", rm->name, rm->copies_made,
+		    rm->n_copies);
 }
 
 void
@@ -929,10 +1169,11 @@ reg_loaded(struct reg_model *rm, struct model *m, struct sched *s, int rc,
 	rm->state = REG_RESIDENT;
 	rm->last_use = srv_now();
 	sched_get_stats(s, &st);
-	log_info("registry: loaded %s: %s, %.1f MB weights, %.1f MB cache "
-	    "(%u slots of %u), %u threads, in %.0f ms", rm->name,
-	    model_arch_name(m->hp.arch), (double)m->mem_size / 1e6,
-	    (double)(st.kv_bytes + st.scratch_bytes) / 1e6, rm->sp.n_parallel,
+	log_info("registry: loaded %s: %s, %.1f MiB weights, %.1f MiB KV "
+	    "and scratch (%u slots of %u), %u threads, in %.0f ms", rm->name,
+	    model_arch_name(m->hp.arch), (double)m->mem_size / 1048576.0,
+	    (double)(st.kv_bytes + st.scratch_bytes) / 1048576.0,
+	    rm->sp.n_parallel,
 	    rm->sp.n_ctx, model_threads(m), rm->load_ms);
 	reg_log_residency(rm);
 	if (m->lock_status < 0)
@@ -1026,6 +1267,7 @@ reg_model_free(struct reg_model *rm)
 	}
 	sched_free(rm->s);
 	model_free(rm->m);
+	reg_free_replicas(rm);
 	reg_release(rm);
 	if (rm->ka_timer != NULL)
 		event_free(rm->ka_timer);
@@ -1208,7 +1450,7 @@ reg_gguf(struct registry *r, const char *name, struct gguf **g, bool *owned,
 	return 0;
 }
 
-#define REG_SHOW_EXTRA	12	/* entries reg_show_residency adds */
+#define REG_SHOW_EXTRA	16	/* entries reg_show_residency adds */
 
 /*
  * Append hearth.* entries to a show reply: the model's cost (what it
@@ -1237,8 +1479,8 @@ reg_show_residency(struct registry *r, const char *name,
 			return;
 		reg_load_opts(r->srv->cfg, name, &tmp.lo);
 		tmp.policy = reg_policy(r->srv->cfg, name);
-		if (reg_estimate(r, name, path, &tmp.lo, &tmp.cost, &tmp.n_ctx,
-		    &tmp.place, &pe) < 0) {
+		if (reg_estimate(r, name, path, &tmp.lo, tmp.policy, &tmp.cost,
+		    &tmp.n_ctx, &tmp.place, &tmp.n_copies, &pe) < 0) {
 			free(path);
 			return;
 		}
@@ -1262,7 +1504,8 @@ reg_show_residency(struct registry *r, const char *name,
 	e[i].s = (val); e[i].s_len = strlen(val); } while (0)
 	REG_B(0, "hearth.resident", resident);
 	REG_B(1, "hearth.pinned", rm->pinned);
-	REG_U(2, "hearth.memory.weights", rm->cost.weights);
+	REG_U(2, "hearth.memory.weights", resident ? reg_weight_bytes(rm) :
+	    rm->cost.weights);
 	REG_U(3, "hearth.memory.kv", rm->cost.kv);
 	REG_U(4, "hearth.memory.scratch", rm->cost.scratch);
 	REG_U(5, "hearth.memory.total", rm->cost.total);
@@ -1277,6 +1520,13 @@ reg_show_residency(struct registry *r, const char *name,
 		snprintf(mem->strs[1], sizeof(mem->strs[1]), "not resident");
 	REG_S(10, "hearth.memory.pages", mem->strs[1]);
 	REG_U(11, "hearth.n_ctx", rm->n_ctx);
+	REG_U(12, "hearth.numa.copies", reg_copies(rm));
+	numa_cpuset_format(&rm->place.cpus, mem->strs[2], sizeof(mem->strs[2]));
+	REG_S(13, "hearth.numa.cpus", mem->strs[2]);
+	REG_S(14, "hearth.numa.threads", resident && rm->pinning[0] != '\0' ?
+	    rm->pinning : "not resident");
+	/* keys and values alike (one kv_type in the configuration) */
+	REG_S(15, "hearth.kv_type", kern_type_name(rm->lo.mo.kv_type_k));
 #undef REG_U
 #undef REG_B
 #undef REG_S
@@ -1314,7 +1564,7 @@ static uint64_t
 reg_memory(const struct reg_model *rm, struct sched_stats *st)
 {
 	sched_get_stats(rm->s, st);
-	return rm->m->mem_size + st->kv_bytes + st->scratch_bytes;
+	return reg_weight_bytes(rm) + st->kv_bytes + st->scratch_bytes;
 }
 
 /* The largest kind of page most of the weights are in, for ps. */
@@ -1342,8 +1592,17 @@ reg_ps_placement(const struct reg_model *rm, char *buf)
 {
 	size_t i;
 
-	snprintf(buf, PROTO_MAX_LABEL + 1, "%s: %.200s",
-	    numa_policy_name(rm->place.policy), rm->place.reason);
+	char cpus[64], copies[32];
+
+	if (numa_cpuset_format(&rm->place.cpus, cpus, sizeof(cpus)) < 0)
+		snprintf(cpus + sizeof(cpus) - 4, 4, "...");
+	copies[0] = '\0';
+	if (rm->place.policy == NUMA_POLICY_REPLICATE)
+		snprintf(copies, sizeof(copies), ", %u cop%s", reg_copies(rm),
+		    reg_copies(rm) == 1 ? "y" : "ies");
+	snprintf(buf, PROTO_MAX_LABEL + 1, "%s%s, CPUs %s: %.160s",
+	    numa_policy_name(rm->place.policy), copies, cpus,
+	    rm->place.reason);
 	for (i = 0; buf[i] != '\0'; i++)	/* a label: no controls */
 		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f ||
 		    (unsigned char)buf[i] >= 0x80)
@@ -1355,7 +1614,7 @@ int
 reg_ps(struct registry *r, struct proto_response *resp,
     struct proto_err *err)
 {
-	const struct mem_usage *u;
+	struct mem_usage u;
 	struct proto_ps_entry *v;
 	struct reg_reply_mem *mem;
 	struct sched_stats st;
@@ -1378,16 +1637,14 @@ reg_ps(struct registry *r, struct proto_response *resp,
 			continue;
 		v[n].name = rm->name;
 		v[n].memory = reg_memory(rm, &st);
-		v[n].weights = rm->m->mem_size;
+		v[n].weights = reg_weight_bytes(rm);
 		v[n].kv = st.kv_bytes;
 		v[n].scratch = st.scratch_bytes;
-		if (rm->m->weights != NULL) {
-			u = &rm->m->weights->usage;
-			v[n].bytes_1g = u->huge_1g;
-			v[n].bytes_2m = u->huge_2m;
-			v[n].bytes_thp = u->thp;
-			v[n].bytes_small = u->small;
-		}
+		reg_weight_usage(rm, &u);
+		v[n].bytes_1g = u.huge_1g;
+		v[n].bytes_2m = u.huge_2m;
+		v[n].bytes_thp = u.thp;
+		v[n].bytes_small = u.small;
 		v[n].pinned = rm->pinned;
 		v[n].placement = reg_ps_placement(rm,
 		    mem->labels + (size_t)n * (PROTO_MAX_LABEL + 1));
@@ -1422,7 +1679,7 @@ reg_totals(struct registry *r, struct reg_totals *t)
 			continue;
 		t->models++;
 		t->memory += reg_memory(rm, &st);
-		t->weights += rm->m->mem_size;
+		t->weights += reg_weight_bytes(rm);
 		t->kv += st.kv_bytes;
 		t->scratch += st.scratch_bytes;
 		t->prompt_tokens += st.prompt_tokens;

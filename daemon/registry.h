@@ -93,8 +93,24 @@ struct reg_model {
 						 * usage (loading or resident) */
 	struct budget_cost	 cost;		/* estimated before loading */
 	uint32_t		 n_ctx;		/* positions per slot it costs */
-	enum numa_policy	 policy;	/* asked for (config) */
+	enum numa_policy	 policy;	/* asked for (a load request's,
+						 * else the configuration's) */
+	int			 numa_asked;	/* -1: the policy follows the
+						 * configuration; else a load
+						 * request's enum numa_policy,
+						 * kept over a reload */
 	struct numa_place	 place;		/* decided at admission */
+	uint32_t		 n_copies;	/* copies of the weights the
+						 * placement wants (REPLICATE on
+						 * several nodes: one per node) */
+	struct mem_region	*replicas[NUMA_MAX_NODES];	/* [n_nodes]
+						 * by node index: that node's copy
+						 * of the weights when it is not
+						 * m->weights (REPLICATE); NULL */
+	uint32_t		 copies_made;	/* copies resident: 1 + replicas */
+	char			 pinning[2 * NUMA_REASON_MAX];	/* how the
+						 * worker threads are pinned (set
+						 * by the loader thread) */
 	struct event		*ka_timer;	/* keep-alive expiry */
 	double			 ka_expire;	/* monotonic seconds, 0: unarmed */
 	double			 last_use;	/* monotonic seconds */
@@ -147,6 +163,17 @@ struct reg_model *reg_find(struct registry *r, const char *name);
  */
 int	reg_use(struct registry *r, const char *name, bool has_ka,
 	    int64_t keep_alive, struct reg_model **out, struct proto_err *err);
+/*
+ * reg_use with a load request's NUMA policy (numa: an enum numa_policy,
+ * or -1 for the configuration's), used when this starts a load. A model
+ * resident with another policy is unloaded and loaded again with this
+ * one when idle; busy when it is in use or loading.
+ */
+int	reg_use_numa(struct registry *r, const char *name, bool has_ka,
+	    int64_t keep_alive, int numa, struct reg_model **out,
+	    struct proto_err *err);
+/* Bytes of rm's weights resident, every copy (replicate: one per node). */
+uint64_t reg_model_weights(const struct reg_model *rm);
 /* Link d to rm: waiting (rm not resident) or running. */
 void	reg_wait(struct reg_model *rm, struct dreq *d);
 void	reg_running(struct reg_model *rm, struct dreq *d);

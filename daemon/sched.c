@@ -19,6 +19,11 @@
  *              tokenized and checked, a slot chosen (longest cached
  *              prefix of the same uid, else the least recently used),
  *              sampler and buffers allocated;
+ *              texts longer than tok_async_min bytes are not
+ *              tokenized here but beforehand, on the model's tokenizer
+ *              thread (sched_tok_main), so that a prompt of megabytes
+ *              never stalls the running streams; such a job is not
+ *              admitted before its tokens are ready;
  *   build    - one batch: every decoding sequence's next token first,
  *              then chunks of prompts (and of eval/embed inputs);
  *              sequences of paused connections are left out;
@@ -55,6 +60,9 @@
 #define SCHED_LOGITS_ROWS	64	/* logits rows per step at least */
 #define SCHED_OUT_RESERVE	8192	/* output buffer kept (error frames
 					 * then never allocate) */
+#define SCHED_TOK_ASYNC_MIN	16384	/* default tok_async_min: texts up
+					 * to this are tokenized at admission
+					 * (about 20 ms at most) */
 
 enum sched_kind {
 	SCHED_GEN = 1,		/* generate, chat */
@@ -62,6 +70,14 @@ enum sched_kind {
 	SCHED_EMBED,
 	SCHED_TOKENIZE,
 	SCHED_DETOKENIZE,
+};
+
+/* Where a job's text is in its tokenization (under s->mtx). */
+enum sched_toks {
+	SCHED_TOKS_INLINE = 0,	/* ids, or a short text: at admission */
+	SCHED_TOKS_WAIT,	/* for the tokenizer thread */
+	SCHED_TOKS_BUSY,	/* the tokenizer thread has it */
+	SCHED_TOKS_DONE,	/* toks, n_toks and toks_rc are set */
 };
 
 /* A growable text buffer (grows by doubling, never per token). */
@@ -102,6 +118,13 @@ struct sched_job {
 	bool		 cancelled;	/* sched_cancel */
 	bool		 dropped;	/* sched_drop_conn: post nothing */
 	bool		 paused;	/* sched_pause_conn */
+	enum sched_toks	 tstate;	/* tokenization of a long text */
+	/* the tokenizer thread's while BUSY, then the scheduler's: */
+	int32_t		*toks;		/* [min(n_toks, cap)] tokens */
+	uint32_t	 n_toks;	/* tokens of the text (may be more than
+					 * toks holds when toks_rc is
+					 * -ENOBUFS) */
+	int		 toks_rc;	/* tok_encode's result */
 	/* scheduler thread only: */
 	struct sched_slot *slot;	/* while running */
 	uint32_t	 n_prompt;	/* prompt tokens (eval/embed: input) */
@@ -149,8 +172,11 @@ struct sched {
 	uint32_t	 n_logits_max;	/* logits rows per step */
 	pthread_t	 thread;
 	bool		 thread_started;
+	pthread_t	 tthread;	/* the tokenizer thread */
+	bool		 tthread_started;
 	pthread_mutex_t	 mtx;
-	pthread_cond_t	 cond;
+	pthread_cond_t	 cond;		/* for the scheduler thread */
+	pthread_cond_t	 tcond;		/* for the tokenizer thread */
 
 	/* under mtx: */
 	bool		 stop;		/* sched_free: exit, post nothing */
@@ -216,6 +242,7 @@ sched_params_default(struct sched_params *p, const struct model *m)
 	p->n_batch = 512;
 	p->prefill_chunk = 128;
 	p->max_queue = 64;
+	p->tok_async_min = SCHED_TOK_ASYNC_MIN;
 	smp_params_default(&p->sampling);
 	proto_limits_default(&p->limits);
 }
@@ -273,6 +300,7 @@ sched_job_free(struct sched_job *j)
 	free(j->eval_ids);
 	free(j->eval_top);
 	free(j->embd);
+	free(j->toks);
 	sched_req_free(j->r);
 	free(j);
 }
@@ -465,6 +493,8 @@ sched_control_locked(struct sched *s)
 
 	TAILQ_INIT(&done);
 	TAILQ_FOREACH_SAFE(j, &s->queue, entry, tmp) {
+		if (j->tstate == SCHED_TOKS_BUSY)
+			continue;	/* the tokenizer thread reads it */
 		if (j->dropped) {
 			sched_unlink_locked(s, j);
 			TAILQ_INSERT_TAIL(&done, j, entry);
@@ -529,6 +559,13 @@ sched_served_note(struct sched *s, uid_t uid)
 	s->served[i].tick = s->admit_tick;
 }
 
+/* j's tokens are ready, or made at admission (lock held). */
+static bool
+sched_toks_ready(const struct sched_job *j)
+{
+	return j->tstate == SCHED_TOKS_INLINE || j->tstate == SCHED_TOKS_DONE;
+}
+
 /*
  * The admission policy, lock held: the next queued job to start, or
  * NULL. Tokenize and detokenize need no slot and go first; the others
@@ -545,13 +582,13 @@ sched_pick_locked(struct sched *s, bool slot_free)
 	uint32_t n, best_n = UINT32_MAX;
 
 	TAILQ_FOREACH(j, &s->queue, entry)
-		if (!j->cancelled && !j->dropped &&
+		if (!j->cancelled && !j->dropped && sched_toks_ready(j) &&
 		    (j->kind == SCHED_TOKENIZE || j->kind == SCHED_DETOKENIZE))
 			return j;
 	if (!slot_free)
 		return NULL;
 	TAILQ_FOREACH(j, &s->queue, entry) {
-		if (j->cancelled || j->dropped)
+		if (j->cancelled || j->dropped || !sched_toks_ready(j))
 			continue;
 		n = 0;
 		TAILQ_FOREACH(k, &s->active, entry)
@@ -631,19 +668,31 @@ sched_slot_take(struct sched *s, struct sched_job *j, struct sched_slot *sl,
 }
 
 /*
- * Tokenize text (or copy ids) into s->scratch, at most max tokens.
- * *n: the count (the needed count on -ENOBUFS). Ids are checked
- * against the vocabulary (-EDOM).
+ * Tokenize text (or copy ids, or the tokens the tokenizer thread made of
+ * j's text) into s->scratch, at most max tokens (<= n_ctx + 1). *n: the
+ * count (the needed count on -ENOBUFS). Ids are checked against the
+ * vocabulary (-EDOM).
  */
 static int
-sched_tokens(struct sched *s, const char *text, size_t text_len,
-    const int32_t *ids, uint32_t n_ids, bool add_special, bool parse_special,
-    uint32_t max, uint32_t *n)
+sched_tokens(struct sched *s, const struct sched_job *j, const char *text,
+    size_t text_len, const int32_t *ids, uint32_t n_ids, bool add_special,
+    bool parse_special, uint32_t max, uint32_t *n)
 {
 	size_t got = 0;
 	uint32_t i;
 	int r;
 
+	if (j->tstate == SCHED_TOKS_DONE) {
+		*n = j->n_toks;
+		if (j->toks_rc < 0 && j->toks_rc != -ENOBUFS)
+			return j->toks_rc;
+		if (j->n_toks > max)
+			return -ENOBUFS;
+		if (j->n_toks > 0)
+			memcpy(s->scratch, j->toks,
+			    (size_t)j->n_toks * sizeof(*j->toks));
+		return 0;
+	}
 	if (text == NULL) {
 		*n = n_ids;
 		if (n_ids > max)
@@ -701,10 +750,10 @@ sched_start_gen(struct sched *s, struct sched_job *j)
 	int rc;
 
 	if (r->req.type == PROTO_MSG_CHAT)
-		rc = sched_tokens(s, r->prompt, r->prompt_len, NULL, 0, false,
-		    true, room, &n);
+		rc = sched_tokens(s, j, r->prompt, r->prompt_len, NULL, 0,
+		    false, true, room, &n);
 	else
-		rc = sched_tokens(s, in->text, in->text_len, in->ids,
+		rc = sched_tokens(s, j, in->text, in->text_len, in->ids,
 		    in->n_ids, true, false, room, &n);
 	if (rc < 0) {
 		sched_tokens_fail(s, j, rc, n, "prompt", s->p.n_ctx);
@@ -794,7 +843,7 @@ sched_start_eval(struct sched *s, struct sched_job *j)
 	size_t np;
 	int rc;
 
-	rc = sched_tokens(s, ev->input.text, ev->input.text_len,
+	rc = sched_tokens(s, j, ev->input.text, ev->input.text_len,
 	    ev->input.ids, ev->input.n_ids, ev->add_bos, false,
 	    s->p.n_ctx + 1, &n);
 	if (rc < 0) {
@@ -835,7 +884,7 @@ sched_start_embed(struct sched *s, struct sched_job *j)
 	uint32_t n = 0, reuse;
 	int rc;
 
-	rc = sched_tokens(s, em->input.text, em->input.text_len,
+	rc = sched_tokens(s, j, em->input.text, em->input.text_len,
 	    em->input.ids, em->input.n_ids, true, false, s->p.n_ctx, &n);
 	if (rc < 0) {
 		sched_tokens_fail(s, j, rc, n, "embed input", s->p.n_ctx);
@@ -874,8 +923,19 @@ sched_do_tokenize(struct sched *s, struct sched_job *j)
 	size_t n = 0;
 	int rc;
 
-	rc = tok_encode(s->tok, tq->text, tq->text_len, tq->add_bos,
-	    tq->special, ids, s->p.n_ctx + 1, &n);
+	if (j->tstate == SCHED_TOKS_DONE) {
+		/* the tokenizer thread's, all of them unless too many */
+		ids = j->toks;
+		n = j->n_toks;
+		rc = j->toks_rc;
+		if (rc == -ENOBUFS) {
+			sched_fail(s, j, PROTO_E_TOO_LARGE, "%zu tokens, over "
+			    "the limit of %u", n, s->p.limits.max_ids);
+			return;
+		}
+	} else
+		rc = tok_encode(s->tok, tq->text, tq->text_len, tq->add_bos,
+		    tq->special, ids, s->p.n_ctx + 1, &n);
 	if (rc == -ENOBUFS) {
 		if (n > s->p.limits.max_ids) {
 			sched_fail(s, j, PROTO_E_TOO_LARGE, "%zu tokens, over "
@@ -1421,6 +1481,123 @@ sched_step(struct sched *s, size_t n)
 	pthread_mutex_unlock(&s->mtx);
 }
 
+/* ---- the tokenizer thread -------------------------------------------- */
+
+/*
+ * The text j tokenizes, how (add_special: BOS; parse_special: special
+ * tokens' text): false when it has none (ids, detokenize).
+ */
+static bool
+sched_job_text(const struct sched_job *j, const char **text, size_t *len,
+    bool *add_special, bool *parse_special)
+{
+	const struct proto_request *q = &j->r->req;
+
+	switch (q->type) {
+	case PROTO_MSG_CHAT:
+		*text = j->r->prompt;
+		*len = j->r->prompt_len;
+		*add_special = false;
+		*parse_special = true;
+		break;
+	case PROTO_MSG_GENERATE:
+		*text = q->u.generate.input.text;
+		*len = q->u.generate.input.text_len;
+		*add_special = true;
+		*parse_special = false;
+		break;
+	case PROTO_MSG_EVAL:
+		*text = q->u.eval.input.text;
+		*len = q->u.eval.input.text_len;
+		*add_special = q->u.eval.add_bos;
+		*parse_special = false;
+		break;
+	case PROTO_MSG_EMBED:
+		*text = q->u.embed.input.text;
+		*len = q->u.embed.input.text_len;
+		*add_special = true;
+		*parse_special = false;
+		break;
+	case PROTO_MSG_TOKENIZE:
+		*text = q->u.tokenize.text;
+		*len = q->u.tokenize.text_len;
+		*add_special = q->u.tokenize.add_bos;
+		*parse_special = q->u.tokenize.special;
+		break;
+	default:
+		return false;
+	}
+	return *text != NULL;
+}
+
+/*
+ * Tokenize j's text (tokenizer thread, lock not held): up to n_ctx + 1
+ * tokens, the count of all; a tokenize request gets all of them when
+ * they are within the limit of ids.
+ */
+static void
+sched_pretokenize(struct sched *s, struct sched_job *j)
+{
+	const char *text = NULL;
+	size_t len = 0, n = 0, cap = (size_t)s->p.n_ctx + 1;
+	bool add = false, parse = false;
+	int32_t *toks, *t;
+	int rc;
+
+	(void)sched_job_text(j, &text, &len, &add, &parse);
+	if ((toks = malloc(cap * sizeof(*toks))) == NULL) {
+		j->toks_rc = -ENOMEM;
+		return;
+	}
+	rc = tok_encode(s->tok, text, len, add, parse, toks, cap, &n);
+	if (rc == -ENOBUFS && j->kind == SCHED_TOKENIZE &&
+	    n <= s->p.limits.max_ids) {
+		if ((t = realloc(toks, n * sizeof(*toks))) == NULL)
+			rc = -ENOMEM;
+		else {
+			toks = t;
+			rc = tok_encode(s->tok, text, len, add, parse, toks, n,
+			    &n);
+		}
+	}
+	j->toks = toks;
+	j->n_toks = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	j->toks_rc = rc;
+}
+
+/*
+ * The tokenizer thread: the long texts of queued jobs, in arrival order
+ * (the scheduler thread frees no job it has: see sched_control_locked).
+ */
+static void *
+sched_tok_main(void *arg)
+{
+	struct sched *s = arg;
+	struct sched_job *j;
+
+	pthread_mutex_lock(&s->mtx);
+	while (!s->stop) {
+		TAILQ_FOREACH(j, &s->queue, entry)
+			if (j->tstate == SCHED_TOKS_WAIT && !j->cancelled &&
+			    !j->dropped)
+				break;
+		if (j == NULL) {
+			pthread_cond_wait(&s->tcond, &s->mtx);
+			continue;
+		}
+		j->tstate = SCHED_TOKS_BUSY;
+		pthread_mutex_unlock(&s->mtx);
+		sched_pretokenize(s, j);
+		pthread_mutex_lock(&s->mtx);
+		j->tstate = SCHED_TOKS_DONE;
+		pthread_cond_signal(&s->cond);
+	}
+	pthread_mutex_unlock(&s->mtx);
+	return NULL;
+}
+
+/* ---- the scheduler thread --------------------------------------------- */
+
 static void *
 sched_main(void *arg)
 {
@@ -1482,8 +1659,25 @@ sched_destroy(struct sched *s)
 	free(s->paused);
 	proto_buf_free(&s->out);
 	pthread_cond_destroy(&s->cond);
+	pthread_cond_destroy(&s->tcond);
 	pthread_mutex_destroy(&s->mtx);
 	free(s);
+}
+
+/* Stop the threads that were started and wait for them. */
+static void
+sched_stop_threads(struct sched *s)
+{
+	pthread_mutex_lock(&s->mtx);
+	s->stop = true;
+	pthread_cond_signal(&s->cond);
+	pthread_cond_signal(&s->tcond);
+	pthread_mutex_unlock(&s->mtx);
+	if (s->thread_started)
+		pthread_join(s->thread, NULL);
+	if (s->tthread_started)
+		pthread_join(s->tthread, NULL);
+	s->thread_started = s->tthread_started = false;
 }
 
 int
@@ -1535,6 +1729,7 @@ sched_new(struct model *m, const struct sched_params *p, sched_post_fn post,
 	proto_buf_init(&s->out);
 	pthread_mutex_init(&s->mtx, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_cond_init(&s->tcond, NULL);
 
 	if ((r = fwd_new(m, p->n_batch, p->n_ctx, s->n_logits_max,
 	    &s->f)) < 0) {
@@ -1592,14 +1787,20 @@ sched_new(struct model *m, const struct sched_params *p, sched_post_fn post,
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = -pthread_create(&s->thread, NULL, sched_main, s);
+	r = -pthread_create(&s->tthread, NULL, sched_tok_main, s);
+	if (r == 0) {
+		s->tthread_started = true;
+		r = -pthread_create(&s->thread, NULL, sched_main, s);
+		if (r == 0)
+			s->thread_started = true;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0) {
-		err_set(err, r, "cannot start the scheduler thread: %s",
+		err_set(err, r, "cannot start the scheduler threads: %s",
 		    strerror(-r));
+		sched_stop_threads(s);
 		goto fail;
 	}
-	s->thread_started = true;
 	*out = s;
 	return 0;
 fail:
@@ -1612,12 +1813,7 @@ sched_free(struct sched *s)
 {
 	if (s == NULL)
 		return;
-	pthread_mutex_lock(&s->mtx);
-	s->stop = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->mtx);
-	if (s->thread_started)
-		pthread_join(s->thread, NULL);
+	sched_stop_threads(s);
 	sched_destroy(s);
 }
 
@@ -1646,6 +1842,9 @@ sched_submit(struct sched *s, struct sched_req *req)
 {
 	struct sched_job *j;
 	enum sched_kind k;
+	const char *text;
+	size_t len;
+	bool add, parse;
 
 	if (s == NULL || req == NULL)
 		return -EINVAL;
@@ -1661,6 +1860,9 @@ sched_submit(struct sched *s, struct sched_req *req)
 	j->kind = k;
 	if (k == SCHED_GEN)
 		j->stream = sched_gen_opts(req)->stream;
+	if (sched_job_text(j, &text, &len, &add, &parse) &&
+	    len > s->p.tok_async_min)
+		j->tstate = SCHED_TOKS_WAIT;
 	pthread_mutex_lock(&s->mtx);
 	if (s->stop || s->n_queued >= s->p.max_queue) {
 		pthread_mutex_unlock(&s->mtx);
@@ -1671,7 +1873,10 @@ sched_submit(struct sched *s, struct sched_req *req)
 	j->paused = sched_conn_paused(s, j->conn_id);
 	TAILQ_INSERT_TAIL(&s->queue, j, entry);
 	s->n_queued++;
-	pthread_cond_signal(&s->cond);
+	if (j->tstate == SCHED_TOKS_WAIT)
+		pthread_cond_signal(&s->tcond);
+	else
+		pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mtx);
 	return 0;
 }
@@ -1767,14 +1972,12 @@ sched_pause_conn(struct sched *s, uint64_t conn_id, bool paused)
 void
 sched_get_stats(struct sched *s, struct sched_stats *out)
 {
-	const struct model_hparams *hp;
 	struct sched_job *j, *k;
 	uint32_t clients = 0;
 	bool seen;
 
 	if (s == NULL || out == NULL)
 		return;
-	hp = &s->m->hp;
 	pthread_mutex_lock(&s->mtx);
 	*out = s->st;
 	out->running = s->n_running;
@@ -1804,8 +2007,8 @@ sched_get_stats(struct sched *s, struct sched_stats *out)
 		clients += !seen;
 	}
 	out->clients = clients;
-	out->kv_bytes = (uint64_t)s->p.n_parallel * 2 * hp->n_layer *
-	    s->p.n_ctx * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+	out->kv_bytes = (uint64_t)s->p.n_parallel *
+	    fwd_kv_bytes(s->m, s->p.n_ctx);
 	out->scratch_bytes = s->scratch_bytes + s->n_running * s->smp_bytes;
 	pthread_mutex_unlock(&s->mtx);
 }

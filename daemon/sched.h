@@ -7,7 +7,11 @@
  * requests running first), then runs one batch through the forward pass holding
  * every running sequence's next token and a chunk of each prompt still
  * being read (so running streams keep going while a long prompt is
- * processed), samples, and posts events. When a sequence ends, its slot
+ * processed), samples, and posts events. Texts longer than tok_async_min
+ * (16 KiB) are tokenized beforehand by a second thread of the scheduler
+ * (one per model, in arrival order), so that tokenizing megabytes never
+ * stalls running streams; such a request is admitted once its tokens
+ * are ready. When a sequence ends, its slot
  * keeps its KV cache and tokens (for the same uid only) so a request
  * whose prompt begins with them reuses that prefix.
  *
@@ -61,6 +65,9 @@ struct sched_params {
 					 * while others decode (128) */
 	uint32_t	 max_queue;	/* requests waiting for a slot (64);
 					 * more get a busy error */
+	size_t		 tok_async_min;	/* texts of more bytes than this are
+					 * tokenized on the tokenizer thread,
+					 * shorter ones at admission (16384) */
 	struct smp_params sampling;	/* defaults for absent fields */
 	struct proto_limits limits;	/* for packing replies */
 };

@@ -184,6 +184,18 @@ int	 hearth_load(struct hearth *h, const char *model, int64_t keep_alive,
 						   evicted for another load */
 #define HEARTH_LOAD_UNPIN	(1u << 1)	/* undo a pin: evictable, the
 						   keep-alive applies again */
+/*
+ * The NUMA placement of the load, at most one, with or without a pin
+ * flag: used when the request loads the model; a model resident with
+ * another policy is loaded again when idle (busy while in use).
+ */
+#define HEARTH_LOAD_NUMA_AUTO	(1u << 8)	/* the daemon decides */
+#define HEARTH_LOAD_NUMA_LOCAL	(2u << 8)	/* weights, KV, threads on
+						   one node */
+#define HEARTH_LOAD_NUMA_INTERLEAVE (3u << 8)	/* memory over the nodes */
+#define HEARTH_LOAD_NUMA_REPLICATE (4u << 8)	/* a copy of the weights per
+						   node */
+#define HEARTH_LOAD_NUMA_MASK	(7u << 8)	/* the field of these */
 /* hearth_load with flags; hearth_load is hearth_load_ex with flags 0. */
 int	 hearth_load_ex(struct hearth *h, const char *model,
 	    int64_t keep_alive, unsigned flags, hearth_progress_fn progress,
@@ -208,8 +220,8 @@ struct hearth_ps_entry {
 	uint64_t	 bytes_thp;	/* weight bytes in transparent hugepages */
 	uint64_t	 bytes_small;	/* weight bytes in base pages */
 	bool		 pinned;	/* never evicted, no keep-alive expiry */
-	const char	*placement;	/* NUMA placement ("local: ..."); "" when
-					   not reported */
+	const char	*placement;	/* NUMA placement ("local, CPUs 0-3:
+					   ..."); "" when not reported */
 };
 
 int	 hearth_ps(struct hearth *h, struct hearth_ps_entry **models,

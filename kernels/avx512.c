@@ -1333,10 +1333,10 @@ ka_attend_group(const struct kern_attn *a)
 			nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
 			/* widen the block (missing keys: zeros) */
 			for (tt = 0; tt < 16; tt++) {
-				const uint16_t *kt = a->k + (t0 + tt) *
-				    a->stride;
-				const uint16_t *vt = a->v + (t0 + tt) *
-				    a->stride;
+				const uint16_t *kt = (const uint16_t *)a->k +
+				    (t0 + tt) * a->stride;
+				const uint16_t *vt = (const uint16_t *)a->v +
+				    (t0 + tt) * a->stride;
 
 				for (j = 0; j < nvec; j++) {
 					__mmask16 k = tt >= nt ? 0 :
@@ -1419,18 +1419,274 @@ ka_attend_group(const struct kern_attn *a)
 	}
 }
 
+/* ka_reduce16 on int32 lanes: lane t = sum of the 16 lanes of v[t]. */
+KA_INLINE __m512i
+ka_reduce16i(__m512i *v)
+{
+	__m512i	 w[8], x[4], y[2], z;
+	int	 i;
+
+#pragma GCC unroll 8
+	for (i = 0; i < 8; i++)
+		w[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2 * i],
+		    v[2 * i + 1], 0x44), _mm512_shuffle_i32x4(v[2 * i],
+		    v[2 * i + 1], 0xee));
+#pragma GCC unroll 4
+	for (i = 0; i < 4; i++)
+		x[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2 * i],
+		    w[2 * i + 1], 0x88), _mm512_shuffle_i32x4(w[2 * i],
+		    w[2 * i + 1], 0xdd));
+#pragma GCC unroll 2
+	for (i = 0; i < 2; i++)
+		y[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(x[2 * i],
+		    x[2 * i + 1]), _mm512_unpackhi_epi32(x[2 * i],
+		    x[2 * i + 1]));
+	z = _mm512_add_epi32(_mm512_unpacklo_epi64(y[0], y[1]),
+	    _mm512_unpackhi_epi64(y[0], y[1]));
+	return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5,
+	    9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
+/* n floats (a multiple of 32) to Q8_0 blocks in GGUF layout, the same
+ * bytes as kern_quantize_act_ref (d = amax / 127, q = rint(x / d)). */
+static void
+ka_q8_0_row(const float *x, uint8_t *dst, size_t n)
+{
+	size_t	 b;
+
+	for (b = 0; b < n / 32; b++) {
+		__m512	 v0 = _mm512_loadu_ps(x + 32 * b);
+		__m512	 v1 = _mm512_loadu_ps(x + 32 * b + 16);
+		float	 amax, d, id;
+		uint16_t h;
+
+		amax = _mm512_reduce_max_ps(_mm512_max_ps(ka_abs(v0),
+		    ka_abs(v1)));
+		d = amax / 127.0f;
+		id = d != 0.0f ? 1.0f / d : 0.0f;
+		h = kern_fp32_to_fp16(d);
+		memcpy(dst + 34 * b, &h, 2);
+		_mm_storeu_si128((__m128i *)(dst + 34 * b + 2),
+		    _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0,
+		    _mm512_set1_ps(id)))));
+		_mm_storeu_si128((__m128i *)(dst + 34 * b + 18),
+		    _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1,
+		    _mm512_set1_ps(id)))));
+	}
+}
+
+/*
+ * ka_attend_group for a cache with Q8_0 keys and/or values (hd a
+ * multiple of 32). Q8_0 keys: the queries are quantized once
+ * (ka_q8_0_row: kern_quantize_act_ref's bytes, into a->qq); a block of 16 keys is widened to
+ * int16 with its scales; per head and 32-element block, vpmaddwd gives
+ * 16 partial integer sums per key, ka_reduce16i the block's sum per key
+ * (exact), and s += (float)isum * (d_k * d_q) in block order: the
+ * reference's scores bit for bit. Q8_0 values are widened to d * q in
+ * float once per block of keys. The online softmax is ka_attend_group's.
+ */
+static void
+ka_attend_group_q8(const struct kern_attn *a)
+{
+	const size_t	 hd = a->hd, nvec = hd / 16, nb = hd / 32;
+	const size_t	 krow = kern_row_bytes(a->k_type, a->stride);
+	const size_t	 vrow = kern_row_bytes(a->v_type, a->stride);
+	const size_t	 qrow = kern_row_bytes(KERN_TYPE_Q8_0, hd);
+	const bool	 kq8 = a->k_type == KERN_TYPE_Q8_0;
+	const bool	 vq8 = a->v_type == KERN_TYPE_Q8_0;
+	float		 kf[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	float		 vf[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	int16_t		 k16[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	float		 kd[KA_HD_MAX / 32][16] __attribute__((aligned(64)));
+	float		 p[16] __attribute__((aligned(64)));
+	struct ka_head	 st[64];
+	size_t		 h, t0, tt, nt, j, b, hs, he;
+
+	if (kq8)
+		for (h = 0; h < a->n_q; h++)
+			ka_q8_0_row(a->q + h * hd, (uint8_t *)a->qq + h * qrow,
+			    hd);
+	for (hs = 0; hs < a->n_q; hs = he) {
+		he = hs + 64 < a->n_q ? hs + 64 : a->n_q;
+		for (h = hs; h < he; h++) {
+			st[h - hs].m = -INFINITY;
+			st[h - hs].l = 0.0f;
+			memset(a->o + h * hd, 0, hd * sizeof(float));
+		}
+		for (t0 = 0; t0 < a->n_keys; t0 += 16) {
+			nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
+			/* widen the block (missing keys: zeros) */
+			for (tt = 0; tt < 16; tt++) {
+				const uint8_t *kt = (const uint8_t *)a->k +
+				    (t0 + tt) * krow;
+				const uint8_t *vt = (const uint8_t *)a->v +
+				    (t0 + tt) * vrow;
+
+				if (tt >= nt) {
+					memset(k16 + tt * KA_HD_MAX, 0,
+					    hd * sizeof(int16_t));
+					memset(kf + tt * KA_HD_MAX, 0,
+					    hd * sizeof(float));
+					for (b = 0; b < nb; b++)
+						kd[b][tt] = 0.0f;
+					continue;
+				}
+				for (b = 0; b < nb && kq8; b++) {
+					const uint8_t *kb = kt + b * 34;
+					uint16_t d;
+
+					memcpy(&d, kb, 2);
+					kd[b][tt] = _cvtsh_ss(d);
+					_mm512_store_si512(k16 + tt *
+					    KA_HD_MAX + 32 * b,
+					    _mm512_cvtepi8_epi16(
+					    _mm256_loadu_si256((const __m256i *)
+					    (kb + 2))));
+				}
+				for (j = 0; j < nvec && !kq8; j++)
+					_mm512_store_ps(kf + tt * KA_HD_MAX +
+					    16 * j, _mm512_cvtph_ps(
+					    _mm256_loadu_si256((const __m256i *)
+					    ((const uint16_t *)kt + 16 * j))));
+				for (j = 0; j < nvec; j++) {
+					__m512 x;
+
+					if (vq8) {
+						const uint8_t *vb = vt +
+						    j / 2 * 34;
+						uint16_t d;
+
+						memcpy(&d, vb, 2);
+						x = _mm512_mul_ps(
+						    _mm512_set1_ps(
+						    _cvtsh_ss(d)),
+						    _mm512_cvtepi32_ps(
+						    _mm512_cvtepi8_epi32(
+						    _mm_loadu_si128(
+						    (const __m128i *)(vb + 2 +
+						    16 * (j % 2))))));
+					} else
+						x = _mm512_cvtph_ps(
+						    _mm256_loadu_si256(
+						    (const __m256i *)
+						    ((const uint16_t *)vt +
+						    16 * j)));
+					_mm512_store_ps(vf + tt * KA_HD_MAX +
+					    16 * j, x);
+				}
+			}
+			for (h = hs; h < he; h++) {
+				struct ka_head	*hh = &st[h - hs];
+				float		*o = a->o + h * hd;
+				__m512		 s, e;
+				float		 mb, mn, corr;
+
+				if (kq8) {
+					const uint8_t *qq = (const uint8_t *)
+					    a->qq + h * qrow;
+
+					s = _mm512_setzero_ps();
+					for (b = 0; b < nb; b++) {
+						__m512i	 acc[16], qv;
+						uint16_t d;
+						__m512	 dd;
+
+						memcpy(&d, qq + b * 34, 2);
+						qv = _mm512_cvtepi8_epi16(
+						    _mm256_loadu_si256(
+						    (const __m256i *)(qq +
+						    b * 34 + 2)));
+#pragma GCC unroll 16
+						for (tt = 0; tt < 16; tt++)
+							acc[tt] =
+							    _mm512_madd_epi16(
+							    _mm512_load_si512(
+							    k16 + tt *
+							    KA_HD_MAX + 32 * b),
+							    qv);
+						dd = _mm512_mul_ps(
+						    _mm512_load_ps(kd[b]),
+						    _mm512_set1_ps(
+						    _cvtsh_ss(d)));
+						s = _mm512_add_ps(s,
+						    _mm512_mul_ps(
+						    _mm512_cvtepi32_ps(
+						    ka_reduce16i(acc)), dd));
+					}
+				} else {
+					const float *q = a->q + h * hd;
+					__m512	 acc[16];
+
+					for (tt = 0; tt < 16; tt++)
+						acc[tt] = _mm512_setzero_ps();
+					for (j = 0; j < nvec; j++) {
+						__m512 qv = _mm512_loadu_ps(
+						    q + 16 * j);
+
+#pragma GCC unroll 16
+						for (tt = 0; tt < 16; tt++)
+							acc[tt] =
+							    _mm512_fmadd_ps(qv,
+							    _mm512_load_ps(kf +
+							    tt * KA_HD_MAX +
+							    16 * j), acc[tt]);
+					}
+					s = ka_reduce16(acc);
+				}
+				s = _mm512_mul_ps(s, _mm512_set1_ps(a->scale));
+				s = _mm512_mask_mov_ps(_mm512_set1_ps(
+				    -INFINITY), (__mmask16)((1u << nt) - 1),
+				    s);
+				mb = _mm512_reduce_max_ps(s);
+				mn = mb > hh->m ? mb : hh->m;
+				corr = expf(hh->m - mn);
+				e = _mm512_maskz_mov_ps((__mmask16)((1u <<
+				    nt) - 1), ka_exp(_mm512_sub_ps(s,
+				    _mm512_set1_ps(mn))));
+				_mm512_store_ps(p, e);
+				hh->l = hh->l * corr + _mm512_reduce_add_ps(e);
+				hh->m = mn;
+				for (j = 0; j < nvec; j++) {
+					__m512	 ov = _mm512_mul_ps(
+					    _mm512_loadu_ps(o + 16 * j),
+					    _mm512_set1_ps(corr));
+
+					for (tt = 0; tt < nt; tt++)
+						ov = _mm512_fmadd_ps(
+						    _mm512_set1_ps(p[tt]),
+						    _mm512_load_ps(vf + tt *
+						    KA_HD_MAX + 16 * j), ov);
+					_mm512_storeu_ps(o + 16 * j, ov);
+				}
+			}
+		}
+		for (h = hs; h < he; h++) {
+			float	*o = a->o + h * hd;
+			__m512	 inv = _mm512_set1_ps(st[h - hs].l);
+
+			for (j = 0; j < nvec; j++)
+				_mm512_storeu_ps(o + 16 * j, _mm512_div_ps(
+				    _mm512_loadu_ps(o + 16 * j), inv));
+		}
+	}
+}
+
 static void
 ka_attend(const struct kern_attn *a)
 {
 	size_t	 h;
 
-	if (a->hd <= KA_HD_MAX) {
+	if (a->hd <= KA_HD_MAX && a->k_type == KERN_TYPE_F16 &&
+	    a->v_type == KERN_TYPE_F16) {
 		ka_attend_group(a);
 		return;
 	}
+	if (a->hd <= KA_HD_MAX) {
+		ka_attend_group_q8(a);
+		return;
+	}
 	for (h = 0; h < a->n_q; h++)
-		kern_attend_ref(a->q + h * a->hd, a->k, a->v, a->stride, a->hd,
-		    a->n_keys, a->scale, a->o + h * a->hd, a->scratch);
+		kern_attend_head_ref(a, h);
 }
 
 static const struct kern_ops ka_ops = {

@@ -143,8 +143,7 @@ ref_attend(const struct kern_attn *a)
 	size_t	 h;
 
 	for (h = 0; h < a->n_q; h++)
-		kern_attend_ref(a->q + h * a->hd, a->k, a->v, a->stride, a->hd,
-		    a->n_keys, a->scale, a->o + h * a->hd, a->scratch);
+		kern_attend_head_ref(a, h);
 }
 
 static void

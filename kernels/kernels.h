@@ -258,20 +258,42 @@ struct kern_mm {
 	bool		 add;		/* y += instead of y = */
 };
 
-/* One query row's heads that share a key/value head. */
+/*
+ * One query row's heads that share a key/value head. The cache holds
+ * keys of k_type and values of v_type, each KERN_TYPE_F16 or (hd a
+ * multiple of 32) KERN_TYPE_Q8_0; position t's key of this kv head
+ * starts kern_row_bytes(k_type, t*stride) bytes after k (likewise v).
+ */
 struct kern_attn {
 	const float	*q;		/* [n_q][hd] queries */
 	float		*o;		/* [n_q][hd] out */
 	size_t		 n_q;		/* heads */
-	const uint16_t	*k;		/* key of position t, this kv head:
-					 * k + t*stride, hd fp16 */
-	const uint16_t	*v;		/* value, likewise */
-	size_t		 stride;	/* fp16 elements between positions */
+	const void	*k;		/* key of position 0, this kv head */
+	const void	*v;		/* value, likewise */
+	uint32_t	 k_type;	/* KERN_TYPE_F16 or KERN_TYPE_Q8_0 */
+	uint32_t	 v_type;	/* likewise */
+	size_t		 stride;	/* elements between positions */
 	size_t		 hd;		/* head dim */
 	size_t		 n_keys;	/* positions 0 .. n_keys-1 */
 	float		 scale;		/* 1/sqrt(hd) */
 	float		*scratch;	/* [n_keys] floats (the reference's) */
+	void		*qq;		/* Q8_0 keys: [n_q][kern_row_bytes(
+					 * Q8_0, hd)] bytes for the quantized
+					 * queries; else unused */
 };
+
+/*
+ * Head h of a (the reference every set's attend is checked against):
+ * kern_attend_ref's steps for F16 caches; with Q8_0 keys the query is
+ * first quantized as kern_quantize_act_ref(KERN_TYPE_Q8_0) does (into
+ * a->qq + h rows) and s_t = (sum over blocks b in order of
+ * (float)isum_b * (d_k * d_q)) * scale, isum_b the integer dot product
+ * of the block's quants (llama.cpp's q8_0 x q8_0 dot); Q8_0 values are
+ * d * q in float.
+ */
+void kern_attend_head_ref(const struct kern_attn *a, size_t h);
+/* A KV cache element type the attention reads, for head dim hd. */
+bool kern_kv_type_ok(uint32_t type, size_t hd);
 
 struct kern_ops {
 	enum kern_isa	 isa;

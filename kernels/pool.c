@@ -43,9 +43,17 @@ struct pool_worker {
 	pthread_t		 tid;
 };
 
+/* Pools get distinct ids, so a caller knows which pool it is pinned for. */
+static _Atomic uint64_t pool_next_id = 1;
+/* The pool the calling thread was last pinned for (0: none). */
+static _Thread_local uint64_t pool_tls_pinned;
+
 struct kern_pool {
 	uint32_t		 n;		/* threads, the caller included */
 	struct pool_worker	*workers;	/* [n - 1] */
+	uint64_t		 id;		/* distinct per pool */
+	int			 cpu0;		/* the caller's CPU, or -1 */
+	ptrdiff_t		*offset;	/* [n] per-thread byte offsets */
 	uint32_t		 started;	/* workers running */
 	pthread_mutex_t		 run_lock;	/* one run at a time */
 	kern_pool_fn		 fn;		/* the current run */
@@ -139,15 +147,6 @@ pool_worker_main(void *a)
 	struct kern_pool	*p = w->pool;
 	uint32_t		 seen = 0;
 
-	if (w->cpu >= 0) {
-		cpu_set_t	 set;
-
-		CPU_ZERO(&set);
-		CPU_SET(w->cpu, &set);
-		/* best effort: an unpinned worker still works */
-		(void)pthread_setaffinity_np(pthread_self(), sizeof(set),
-		    &set);
-	}
 	for (;;) {
 		seen = pool_wait_change(&p->gen, seen);
 		if (atomic_load(&p->stop))
@@ -207,49 +206,118 @@ kern_pool_cores(void)
 	return n > 0 ? n : 1;
 }
 
-int
-kern_pool_new(uint32_t n_threads, struct kern_pool **out)
+/* Pinning disabled by HEARTH_PIN=0. */
+static bool
+pool_pin_off(void)
+{
+	const char	*pin = getenv("HEARTH_PIN");
+
+	return pin != NULL && strcmp(pin, "0") == 0;
+}
+
+/* Pin thread t to cpu; 0 or -errno. */
+static int
+pool_pin(pthread_t t, int cpu)
+{
+	cpu_set_t	 set;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE)
+		return -EINVAL;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return -pthread_setaffinity_np(t, sizeof(set), &set);
+}
+
+/*
+ * Start a pool of n_threads (>= 1); cpus[i] is thread i's CPU or -1,
+ * cpus NULL: none pinned.
+ */
+static int
+pool_start(uint32_t n_threads, const int *cpus, struct kern_pool **out)
 {
 	struct kern_pool	*p;
-	int			 cpus[KERN_POOL_MAX_THREADS];
-	const char		*pin = getenv("HEARTH_PIN");
-	uint32_t		 n_cores, i;
+	cpu_set_t		 allowed;
+	bool			 have_allowed;
+	uint32_t		 i;
 	int			 r;
 
-	if (n_threads > KERN_POOL_MAX_THREADS)
-		return -EINVAL;
-	n_cores = pool_core_cpus(cpus, KERN_POOL_MAX_THREADS);
-	if (n_threads == 0)
-		n_threads = n_cores > 0 ? n_cores : 1;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -ENOMEM;
 	p->n = n_threads;
+	p->id = atomic_fetch_add(&pool_next_id, 1);
+	p->cpu0 = -1;
+	if ((p->offset = calloc(n_threads, sizeof(*p->offset))) == NULL) {
+		free(p);
+		return -ENOMEM;
+	}
 	if ((r = pthread_mutex_init(&p->run_lock, NULL)) != 0) {
+		free(p->offset);
 		free(p);
 		return -r;
 	}
 	if (n_threads > 1 &&
 	    (p->workers = calloc(n_threads - 1, sizeof(*p->workers))) == NULL) {
 		pthread_mutex_destroy(&p->run_lock);
+		free(p->offset);
 		free(p);
 		return -ENOMEM;
 	}
+	/* the process's CPUs (the main thread's mask, not the caller's) */
+	have_allowed = sched_getaffinity(getpid(), sizeof(allowed),
+	    &allowed) == 0;
+#define POOL_CPU_OK(c) ((c) >= 0 && (c) < CPU_SETSIZE && \
+	(!have_allowed || CPU_ISSET((c), &allowed)))
+	if (cpus != NULL && POOL_CPU_OK(cpus[0]))
+		p->cpu0 = cpus[0];
 	for (i = 1; i < n_threads; i++) {
 		struct pool_worker	*w = &p->workers[i - 1];
 
 		w->pool = p;
 		w->ith = i;
-		w->cpu = n_threads <= n_cores &&
-		    (pin == NULL || strcmp(pin, "0") != 0) ? cpus[i] : -1;
+		w->cpu = -1;
 		if ((r = pthread_create(&w->tid, NULL, pool_worker_main,
 		    w)) != 0) {
 			kern_pool_free(p);
 			return -r;
 		}
 		p->started++;
+		/* best effort: an unpinned worker still works */
+		if (cpus != NULL && POOL_CPU_OK(cpus[i]) &&
+		    pool_pin(w->tid, cpus[i]) == 0)
+			w->cpu = cpus[i];
 	}
+#undef POOL_CPU_OK
 	*out = p;
 	return 0;
+}
+
+int
+kern_pool_new(uint32_t n_threads, struct kern_pool **out)
+{
+	int			 cpus[KERN_POOL_MAX_THREADS];
+	uint32_t		 n_cores;
+
+	if (n_threads > KERN_POOL_MAX_THREADS)
+		return -EINVAL;
+	n_cores = pool_core_cpus(cpus, KERN_POOL_MAX_THREADS);
+	if (n_threads == 0)
+		n_threads = n_cores > 0 ? n_cores : 1;
+	/* worker i on core i when they fit; the caller is not pinned */
+	if (n_threads > n_cores || pool_pin_off())
+		return pool_start(n_threads, NULL, out);
+	cpus[0] = -1;
+	return pool_start(n_threads, cpus, out);
+}
+
+int
+kern_pool_new_cpus(uint32_t n_threads, const int *cpus,
+    struct kern_pool **out)
+{
+	if (cpus == NULL)
+		return kern_pool_new(n_threads, out);
+	if (n_threads == 0 || n_threads > KERN_POOL_MAX_THREADS)
+		return -EINVAL;
+	return pool_start(n_threads, pool_pin_off() ? NULL : cpus, out);
 }
 
 void
@@ -265,6 +333,7 @@ kern_pool_free(struct kern_pool *p)
 		pthread_join(p->workers[i].tid, NULL);
 	pthread_mutex_destroy(&p->run_lock);
 	free(p->workers);
+	free(p->offset);
 	free(p);
 }
 
@@ -274,11 +343,40 @@ kern_pool_threads(const struct kern_pool *p)
 	return p != NULL ? p->n : 1;
 }
 
+int
+kern_pool_cpu(const struct kern_pool *p, uint32_t ith)
+{
+	if (p == NULL || ith >= p->n)
+		return -1;
+	return ith == 0 ? p->cpu0 : p->workers[ith - 1].cpu;
+}
+
+void
+kern_pool_set_offset(struct kern_pool *p, uint32_t ith, ptrdiff_t off)
+{
+	if (p != NULL && ith < p->n)
+		p->offset[ith] = off;
+}
+
+ptrdiff_t
+kern_pool_offset(const struct kern_pool *p, uint32_t ith)
+{
+	if (p == NULL || ith >= p->n)
+		return 0;
+	return p->offset[ith];
+}
+
 void
 kern_pool_run(struct kern_pool *p, kern_pool_fn fn, void *arg)
 {
 	uint32_t	 d0, v;
 
+	/* the caller runs thread 0: pin it once (a failure is not retried:
+	 * cpu0 was checked against the process's CPUs) */
+	if (p != NULL && p->cpu0 >= 0 && pool_tls_pinned != p->id) {
+		(void)pool_pin(pthread_self(), p->cpu0);
+		pool_tls_pinned = p->id;
+	}
 	if (p == NULL || p->n == 1) {
 		fn(arg, 0, 1);
 		return;

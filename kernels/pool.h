@@ -12,6 +12,7 @@
 #ifndef HEARTH_POOL_H
 #define HEARTH_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct kern_pool;
@@ -34,10 +35,36 @@ uint32_t kern_pool_cores(void);
  * environment has HEARTH_PIN=0. Returns 0, -EINVAL or -errno.
  */
 int      kern_pool_new(uint32_t n_threads, struct kern_pool **out);
+/*
+ * kern_pool_new with a CPU for each thread: cpus[i] (n_threads entries;
+ * -1: not pinned) for thread i; thread 0, the caller, is pinned to
+ * cpus[0] the first time it runs the pool. cpus NULL is kern_pool_new;
+ * with cpus, n_threads is 1 .. KERN_POOL_MAX_THREADS. A CPU this
+ * process may not run on (e.g. from a simulated topology) or that the
+ * kernel refuses is not pinned: kern_pool_cpu() tells what was done. HEARTH_PIN=0 in
+ * the environment pins nothing. Returns 0, -EINVAL or -errno.
+ */
+int      kern_pool_new_cpus(uint32_t n_threads, const int *cpus,
+	    struct kern_pool **out);
 /* Stop and join the workers. Accepts NULL. Not during a run. */
 void     kern_pool_free(struct kern_pool *p);
 /* Threads including the caller; 1 for NULL. */
 uint32_t kern_pool_threads(const struct kern_pool *p);
+/*
+ * The CPU thread ith is pinned to (for thread 0: will be, at its first
+ * run), or -1 when it is not pinned. -1 for NULL or ith out of range.
+ */
+int      kern_pool_cpu(const struct kern_pool *p, uint32_t ith);
+
+/*
+ * A byte offset per thread, for data replicated per NUMA node: a thread
+ * adds its offset to pointers into the first copy to read its own node's
+ * copy. 0 unless set. Set it between runs only; read it inside fn.
+ * kern_pool_offset is 0 for NULL or ith out of range.
+ */
+void     kern_pool_set_offset(struct kern_pool *p, uint32_t ith,
+	    ptrdiff_t off);
+ptrdiff_t kern_pool_offset(const struct kern_pool *p, uint32_t ith);
 
 /*
  * fn(arg, i, n) on every thread i of the pool, the caller's being 0;

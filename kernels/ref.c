@@ -652,3 +652,96 @@ kern_attend_ref(const float *q, const uint16_t *k, const uint16_t *v,
 			o[d] += a * kern_fp16_to_fp32(vt[d]);
 	}
 }
+
+bool
+kern_kv_type_ok(uint32_t type, size_t hd)
+{
+	return type == KERN_TYPE_F16 ||
+	    (type == KERN_TYPE_Q8_0 && hd > 0 && hd % KERN_QK8_0 == 0);
+}
+
+/* Score of one Q8_0 key row against the quantized query qq (nb blocks):
+ * llama.cpp's q8_0 x q8_0 dot product. */
+static float
+ref_score_q8_0(const struct kern_block_q8_0 *qq, const uint8_t *kt,
+    size_t nb)
+{
+	struct kern_block_q8_0	 kb;
+	size_t			 b;
+	float			 s = 0.0f;
+	int			 j, isum;
+
+	for (b = 0; b < nb; b++) {
+		memcpy(&kb, kt + b * sizeof(kb), sizeof(kb));
+		isum = 0;
+		for (j = 0; j < KERN_QK8_0; j++)
+			isum += kb.qs[j] * qq[b].qs[j];
+		s += (float)isum * (kern_fp16_to_fp32(kb.d) *
+		    kern_fp16_to_fp32(qq[b].d));
+	}
+	return s;
+}
+
+void
+kern_attend_head_ref(const struct kern_attn *a, size_t h)
+{
+	const float	*q = a->q + h * a->hd;
+	float		*o = a->o + h * a->hd, *sc = a->scratch;
+	const size_t	 hd = a->hd, nb = hd / KERN_QK8_0;
+	const size_t	 krow = kern_row_bytes(a->k_type, a->stride);
+	const size_t	 vrow = kern_row_bytes(a->v_type, a->stride);
+	struct kern_block_q8_0 *qq = NULL;
+	size_t		 t, d, j;
+	float		 s, w;
+
+	if (a->k_type == KERN_TYPE_F16 && a->v_type == KERN_TYPE_F16) {
+		kern_attend_ref(q, a->k, a->v, a->stride, hd, a->n_keys,
+		    a->scale, o, sc);
+		return;
+	}
+	if (a->k_type == KERN_TYPE_Q8_0) {
+		qq = (struct kern_block_q8_0 *)((uint8_t *)a->qq +
+		    h * kern_row_bytes(KERN_TYPE_Q8_0, hd));
+		kern_quantize_act_ref(KERN_TYPE_Q8_0, q, qq, hd);
+	}
+	for (t = 0; t < a->n_keys; t++) {
+		const uint8_t	*kt = (const uint8_t *)a->k + t * krow;
+
+		if (qq != NULL)
+			s = ref_score_q8_0(qq, kt, nb);
+		else {
+			const uint16_t *k16 = (const uint16_t *)kt;
+
+			s = 0.0f;
+			for (d = 0; d < hd; d++)
+				s += q[d] * kern_fp16_to_fp32(k16[d]);
+		}
+		sc[t] = s * a->scale;
+	}
+	kern_softmax_ref(sc, a->n_keys);
+	for (d = 0; d < hd; d++)
+		o[d] = 0.0f;
+	for (t = 0; t < a->n_keys; t++) {
+		const uint8_t	*vt = (const uint8_t *)a->v + t * vrow;
+
+		w = sc[t];
+		if (a->v_type == KERN_TYPE_Q8_0) {
+			struct kern_block_q8_0	 vb;
+			float			 dv;
+
+			for (d = 0; d < hd; d += KERN_QK8_0) {
+				memcpy(&vb, vt + d / KERN_QK8_0 * sizeof(vb),
+				    sizeof(vb));
+				dv = kern_fp16_to_fp32(vb.d);
+				for (j = 0; j < KERN_QK8_0; j++)
+					o[d + j] += w * (dv *
+					    (float)vb.qs[j]);
+			}
+		} else {
+			const uint16_t *v16 = (const uint16_t *)vt;
+
+			for (d = 0; d < hd; d++)
+				o[d] += w * kern_fp16_to_fp32(v16[d]);
+		}
+	}
+}

@@ -124,6 +124,31 @@ proto_reason_lookup(const char *name, size_t len)
 	return PROTO_REASON_NONE;
 }
 
+static const char *const numa_names[] = {
+	"auto", "local", "interleave", "replicate",
+};
+
+const char *
+proto_numa_name(enum proto_numa n)
+{
+	if ((unsigned)n >= nitems(numa_names))
+		return NULL;
+	return numa_names[n];
+}
+
+int
+proto_numa_parse(const char *s, enum proto_numa *out)
+{
+	size_t	 i;
+
+	for (i = 0; s != NULL && i < nitems(numa_names); i++)
+		if (strcmp(numa_names[i], s) == 0) {
+			*out = (enum proto_numa)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 bool
 proto_msg_has_reply(enum proto_msg t)
 {
@@ -1252,6 +1277,11 @@ proto_pack_request(struct proto_buf *b, const struct proto_request *r,
 		if (r->u.load.has_pin) {
 			KEY("pin");
 			p_bool(k, r->u.load.pin);
+		}
+		if (r->u.load.has_numa &&
+		    proto_numa_name(r->u.load.numa) != NULL) {
+			KEY("numa");
+			p_cstr(k, proto_numa_name(r->u.load.numa));
 		}
 		break;
 	case PROTO_MSG_GENERATE:

@@ -160,6 +160,19 @@ struct proto_model_req {
 	const char	*model;		/* model name (see proto_check_model_name) */
 };
 
+/* NUMA placement policies of a load ("auto", "local", ...). */
+enum proto_numa {
+	PROTO_NUMA_AUTO = 0,		/* the daemon decides */
+	PROTO_NUMA_LOCAL = 1,		/* weights, KV, threads on one node */
+	PROTO_NUMA_INTERLEAVE = 2,	/* memory over the nodes, threads on all */
+	PROTO_NUMA_REPLICATE = 3,	/* a copy of the weights per node */
+};
+
+/* "auto", "local", "interleave", "replicate"; NULL for another value. */
+const char *proto_numa_name(enum proto_numa n);
+/* The reverse; 0 or -EINVAL. */
+int	proto_numa_parse(const char *s, enum proto_numa *out);
+
 struct proto_load {
 	const char	*model;		/* model name */
 	bool		 has_keep_alive; /* keep_alive was given */
@@ -168,6 +181,8 @@ struct proto_load {
 	bool		 has_pin;	/* pin was given */
 	bool		 pin;		/* true: keep resident forever, never
 					   evicted; false: unpin (admin) */
+	bool		 has_numa;	/* numa was given */
+	enum proto_numa	 numa;		/* NUMA placement policy of the load */
 };
 
 /* Input of generate, eval, embed: exactly one of text and ids. */

@@ -656,13 +656,28 @@ dec_chat(struct dec *d, const msgpack_object *map, struct proto_chat *c,
 	return 0;
 }
 
+/* A load's numa: one of the policy names. */
+static int
+dec_numa(struct dec *d, const msgpack_object *o, struct proto_load *l)
+{
+	const char *v;
+	int rc;
+
+	OPT(g_str(d, o, "numa", PROTO_MAX_IDENT, S_NAME, &v, NULL));
+	if (proto_numa_parse(v, &l->numa) < 0)
+		return INVALID("numa", "unknown policy '%.32s' (auto, local, "
+		    "interleave, replicate)", v);
+	l->has_numa = true;
+	return 0;
+}
+
 static int
 dec_request_body(struct dec *d, const msgpack_object *map,
     struct proto_request *r)
 {
 	static const char *const hello_names[] = { "version", "client", NULL };
 	static const char *const model_names[] = { "model", "keep_alive",
-	    "pin", NULL };
+	    "pin", "numa", NULL };
 	static const char *const gen_names[] = { "model", "prompt", "ids",
 	    NULL };
 	static const char *const eval_names[] = { "model", "text", "ids",
@@ -695,10 +710,13 @@ dec_request_body(struct dec *d, const msgpack_object *map,
 		OPT(dec_model(d, &f, &r->u.load.model));
 		OPT(dec_keep_alive(d, fget(&f, "keep_alive"),
 		    &r->u.load.has_keep_alive, &r->u.load.keep_alive));
-		if ((o = fget(&f, "pin")) == NULL)
+		if ((o = fget(&f, "pin")) != NULL) {
+			r->u.load.has_pin = true;
+			OPT(g_bool(d, o, "pin", &r->u.load.pin));
+		}
+		if ((o = fget(&f, "numa")) == NULL)
 			return 0;
-		r->u.load.has_pin = true;
-		return g_bool(d, o, "pin", &r->u.load.pin);
+		return dec_numa(d, o, &r->u.load);
 	case PROTO_MSG_GENERATE:
 		OPT(collect(d, map, NULL, gen_names, &f));
 		OPT(dec_model(d, &f, &r->u.generate.model));

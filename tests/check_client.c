@@ -2181,6 +2181,184 @@ START_TEST(test_cli_errors)
 }
 END_TEST
 
+/* The commands of hearth. */
+static const char *const cli_cmds[] = {
+	"run", "chat", "list", "show", "ps", "load", "unload", "tokenize",
+	"detokenize", "embed", "eval", "perplexity", "template", "stats",
+};
+
+/* group ("run, chat" or "all") names cmd. */
+static bool
+help_group_has(const char *group, const char *cmd)
+{
+	size_t n = strlen(cmd);
+	const char *p;
+
+	if (strcmp(group, "all") == 0)
+		return true;
+	for (p = group; (p = strstr(p, cmd)) != NULL; p += n)
+		if ((p == group || p[-1] == ' ') &&
+		    (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* "(...)" at the end of s lists only commands (or is "(all)"): into g. */
+static bool
+help_group(const char *s, char *g, size_t size)
+{
+	const char *open = strrchr(s, '('), *w;
+	size_t len = strlen(s), i, n;
+
+	if (open == NULL || len == 0 || s[len - 1] != ')' ||
+	    (size_t)(s + len - open) >= size)
+		return false;
+	snprintf(g, size, "%.*s", (int)(s + len - open - 2), open + 1);
+	if (strcmp(g, "all") == 0)
+		return true;
+	for (w = g; *w != '\0'; w += n) {
+		n = strcspn(w, ",");
+		for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
+			if (strlen(cli_cmds[i]) == n &&
+			    strncmp(w, cli_cmds[i], n) == 0)
+				break;
+		if (i == sizeof(cli_cmds) / sizeof(cli_cmds[0]))
+			return false;
+		if (w[n] == ',')
+			n += w[n + 1] == ' ' ? 2 : 1;
+	}
+	return true;
+}
+
+/*
+ * Every long option of the entry (opts: its option column) is taken by
+ * the commands of its group and refused ("does not apply") by the
+ * others; the number of options checked.
+ */
+static int
+help_check_entry(const char *opts, const char *group)
+{
+	char name[64], sock[4200], path[4200], err[4096], libs[4200] = "";
+	char *argv[8];
+	const char *p = opts;
+	bool value, in, refused;
+	size_t n, i, len;
+	int count = 0, fd[2], null, st;
+	ssize_t r;
+	pid_t pid;
+
+	while ((p = strstr(p, "--")) != NULL) {
+		n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+		ck_assert_uint_gt(n, 0);
+		ck_assert_uint_lt(n + 3, sizeof(name));
+		snprintf(name, sizeof(name), "%.*s", (int)(n + 2), p);
+		p += 2 + n;
+		/* a value follows when the help names one: "--top N" */
+		value = p[0] == ' ' && p[1] >= 'A' && p[1] <= 'Z';
+		for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++) {
+			in = help_group_has(group, cli_cmds[i]);
+			/*
+			 * hearth -s SOCK CMD --opt [1], stderr into err; the
+			 * binary behind libtool's wrapper script when there
+			 * is one (a shell per run would take seconds)
+			 */
+			snprintf(path, sizeof(path), "%s/.libs/hearth",
+			    builddir());
+			if (access(path, X_OK) != 0)
+				snprintf(path, sizeof(path), "%s/hearth",
+				    builddir());
+			else
+				snprintf(libs, sizeof(libs), "%s/.libs",
+				    builddir());
+			snprintf(sock, sizeof(sock), "%s/none.sock",
+			    tu_tmpdir());
+			argv[0] = path;
+			argv[1] = (char *)"-s";
+			argv[2] = sock;
+			argv[3] = (char *)cli_cmds[i];
+			argv[4] = name;
+			argv[5] = value ? (char *)"1" : NULL;
+			argv[6] = NULL;
+			ck_assert_int_eq(pipe(fd), 0);
+			if ((pid = fork()) == 0) {
+				null = open("/dev/null", O_RDWR);
+				dup2(null, 0);
+				dup2(null, 1);
+				dup2(fd[1], 2);
+				close(fd[0]);
+				if (libs[0] != '\0')
+					setenv("LD_LIBRARY_PATH", libs, 1);
+				execv(path, argv);
+				_exit(127);
+			}
+			ck_assert_int_gt(pid, 0);
+			close(fd[1]);
+			len = 0;
+			while (len < sizeof(err) - 1 && (r = read(fd[0],
+			    err + len, sizeof(err) - 1 - len)) > 0)
+				len += (size_t)r;
+			err[len] = '\0';
+			close(fd[0]);
+			ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+			ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 127);
+			refused = strstr(err, "does not apply") != NULL;
+			ck_assert_msg(refused == !in, "hearth %s %s: help says "
+			    "(%s), hearth %s it: %s", cli_cmds[i], name, group,
+			    refused ? "refuses" : "takes", err);
+		}
+		count++;
+	}
+	return count;
+}
+
+/*
+ * hearth --help lists each option with the commands that take it, in
+ * parentheses at the end of its entry: that is exactly what hearth
+ * accepts.
+ */
+START_TEST(test_cli_help)
+{
+	char *out, *err, *line, *save = NULL, *gap;
+	char opts[1024] = "", desc[2048] = "", group[256];
+	int st, n_opts = 0, n_entries = 0;
+
+	st = sh("$HEARTH --help", &out, &err);
+	ck_assert_int_eq(st, 0);
+	line = strstr(out, "\nOptions");
+	ck_assert_ptr_nonnull(line);
+	line = strchr(line + 1, '\n');
+	ck_assert_ptr_nonnull(line);
+	for (line = strtok_r(line + 1, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "  -", 3) == 0) {
+			/* the option column ends at a run of spaces */
+			gap = strstr(line + 2, "  ");
+			if (gap != NULL)
+				*gap = '\0';
+			strncat(opts, line, sizeof(opts) - strlen(opts) - 2);
+			strcat(opts, " ");
+			line = gap != NULL ? gap + 1 : line + strlen(line);
+		}
+		while (*line == ' ')
+			line++;
+		if (desc[0] != '\0')
+			strncat(desc, " ", sizeof(desc) - strlen(desc) - 1);
+		strncat(desc, line, sizeof(desc) - strlen(desc) - 1);
+		if (!help_group(desc, group, sizeof(group)))
+			continue;
+		n_opts += help_check_entry(opts, group);
+		n_entries++;
+		opts[0] = desc[0] = '\0';
+	}
+	ck_assert_msg(opts[0] == '\0', "options without their commands: %s",
+	    opts);
+	ck_assert_int_ge(n_entries, 12);
+	ck_assert_int_ge(n_opts, 25);
+	free(out);
+	free(err);
+}
+END_TEST
+
 START_TEST(test_cli_interrupt)
 {
 	char		 bin[4200], buf[8192], *last;
@@ -2332,6 +2510,33 @@ START_TEST(test_cli_fake)
 	    "\"prompt_tokens\":4,\"cached_tokens\":1,"
 	    "\"generated_tokens\":3,\"prefill_ms\":1.5,"
 	    "\"decode_ms\":2.5}\n");
+	free(out);
+	free(err);
+	/* --hide-thinking with --json: no events of the thinking channel */
+	st = sh("$HEARTH -s $SOCK run alpha --json --hide-thinking hi",
+	    &out, &err);
+	ck_assert_msg(st == 0, "status %d: %s", st, err);
+	ck_assert_str_eq(out,
+	    "{\"type\":\"token\",\"text\":\"Hello\",\"token\":11}\n"
+	    "{\"type\":\"token\",\"text\":\" world\",\"token\":12}\n"
+	    "{\"type\":\"done\",\"reason\":\"max_tokens\","
+	    "\"prompt_tokens\":4,\"cached_tokens\":1,"
+	    "\"generated_tokens\":3,\"prefill_ms\":1.5,"
+	    "\"decode_ms\":2.5}\n");
+	free(out);
+	free(err);
+	st = sh("echo hi | $HEARTH -s $SOCK chat alpha --json --hide-thinking",
+	    &out, &err);
+	ck_assert_msg(st == 0, "status %d: %s", st, err);
+	ck_assert_msg(strstr(out, "\"thinking\"") == NULL &&
+	    strstr(out, "\"text\":\"Hello\"") != NULL &&
+	    strstr(out, "\"type\":\"done\"") != NULL, "%s", out);
+	free(out);
+	free(err);
+	/* without it, chat --json has them */
+	st = sh("echo hi | $HEARTH -s $SOCK chat alpha --json", &out, &err);
+	ck_assert_msg(st == 0, "status %d: %s", st, err);
+	ck_assert_msg(strstr(out, "\"thinking\":true") != NULL, "%s", out);
 	free(out);
 	free(err);
 	/* chat: one answer line per turn */
@@ -2513,6 +2718,7 @@ client_suite(void)
 	tcase_add_checked_fixture(tc, NULL, teardown_daemon);
 	tcase_add_test(tc, test_daemon_errors);
 	tcase_add_test(tc, test_cli_errors);
+	tcase_add_test(tc, test_cli_help);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cli");

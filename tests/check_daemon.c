@@ -930,7 +930,8 @@ START_TEST(test_chat)
 
 	/* a model without a template: an error, unless one is named */
 	id = tc_chat(&c, PROTO_MSG_CHAT, "tiny", "hi", NULL, 4);
-	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST, "template");
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST,
+	    "model tiny has no chat template; name one");
 	id = tc_chat(&c, PROTO_MSG_RENDER, "tiny", "hi", NULL, 4);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_BAD_REQUEST, "template");
 	g = gen_new();
@@ -2366,6 +2367,76 @@ START_TEST(test_truncate_resident)
 }
 END_TEST
 
+/*
+ * kv_type = q8_0: show says so and costs the KV cache at 34 bytes per 32
+ * elements before and after loading; the model serves; a model whose
+ * head dim is not a multiple of 32 fails to load with the reason.
+ */
+START_TEST(test_kv_type)
+{
+	struct proto_ps_entry pe;
+	struct mkm_spec s;
+	char conf[4400], str[512];
+	uint64_t kv_q8, kv_f16;
+	struct gen *g;
+	struct tc c;
+	int64_t id;
+	FILE *f;
+
+	ck_assert_int_eq(daemon_stop(), 0);
+	mkm_spec_default(&s);
+	s.n_embd = 128;		/* 4 heads of 32 */
+	s.seed = 21;
+	write_model(&s, "kvq");
+	write_model(&s, "kvf");
+	snprintf(conf, sizeof(conf), "%s/kv.conf", g_dir);
+	f = fopen(conf, "w");
+	fputs("[daemon]\nn_parallel = 2\npages = small\n"
+	    "[model kvq]\nkv_type = q8_0\n"
+	    "[model tiny]\nkv_type = Q8_0\n", f);
+	fclose(f);
+	daemon_start_conf("kv.conf");
+
+	tc_open(&c);
+	show_get(&c, "kvq", "hearth.kv_type", str, sizeof(str));
+	ck_assert_str_eq(str, "q8_0");
+	show_get(&c, "kvf", "hearth.kv_type", str, sizeof(str));
+	ck_assert_str_eq(str, "f16");
+	kv_q8 = show_u(&c, "kvq", "hearth.memory.kv");
+	kv_f16 = show_u(&c, "kvf", "hearth.memory.kv");
+	ck_assert_uint_gt(kv_q8, 0);
+	ck_assert_uint_eq(kv_q8 * 64, kv_f16 * 34);
+
+	g = gen_new();
+	id = tc_generate(&c, "kvq", "hello", 8, true);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert_msg(g->error == 0, "kvq: %s", g->msg);
+	ck_assert(g->done);
+	ck_assert_uint_gt(g->generated_tokens, 0);
+	free(g);
+	ck_assert(ps_has(&c, "kvq", &pe));
+	/* what the scheduler allocated: the same size, to cache lines */
+	ck_assert_uint_ge(pe.kv, kv_q8);
+	ck_assert_uint_lt(pe.kv, kv_q8 + 256);
+	ck_assert(show_b(&c, "kvq", "hearth.resident"));
+	show_get(&c, "kvq", "hearth.kv_type", str, sizeof(str));
+	ck_assert_str_eq(str, "q8_0");
+	ck_assert_uint_eq(show_u(&c, "kvq", "hearth.memory.kv"), kv_q8);
+	ck_assert(log_has("kvq memory: weights "));
+	ck_assert(log_has("(q8_0), scratch"));
+
+	/* tiny: 4 heads of 16 */
+	g = gen_new();
+	id = tc_generate(&c, "tiny", "hello", 4, true);
+	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
+	ck_assert_int_eq(g->error, PROTO_E_MODEL_ERROR);
+	ck_assert_msg(strstr(g->msg, "multiple of 32") != NULL &&
+	    strstr(g->msg, "q8_0") != NULL, "%s", g->msg);
+	free(g);
+	tc_close(&c);
+}
+END_TEST
+
 START_TEST(test_numa_topology)
 {
 	char path[4400], conf[4400], str[512], out[4096];
@@ -2488,6 +2559,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_load_pin);
 	tcase_add_test(tc, test_truncate_resident);
 	tcase_add_test(tc, test_numa_topology);
+	tcase_add_test(tc, test_kv_type);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -12,32 +12,49 @@
  *         fields out of range), token ids -1 and >= n_vocab,
  *         cancel of an unknown id and of another connection's id,
  *         connections from one uid past its max_connections while
- *         another uid (nobody, when we are root) is still served.
- * faults: a client SIGKILLed while it reads a stream, SIGHUP during a
- *         load, clients that leave or cancel while their model loads,
- *         loads that fail half-way (tensor data cut short, a file that
- *         cannot be read) followed by a good request.
+ *         another uid (nobody, when we are root) is still served, a
+ *         prompt of 4 MiB while another client streams (its streams do
+ *         not stall while the long text is tokenized).
+ * faults: a client SIGKILLed while it reads a stream; SIGHUP during a
+ *         load (plain, and with a configuration that changes the
+ *         model's settings); SIGTERM during a load (the drain cancels
+ *         it, or lets it and the request waiting for it finish);
+ *         clients that leave or cancel while their model loads; loads
+ *         that fail (tensor data cut short, the file cut while it is
+ *         read, over the memory budget, out of address space half-way,
+ *         a file that cannot be read: as root, by a second hearthd
+ *         running as nobody), each followed by good requests.
+ *
+ * "During a load" is made certain by holding the loader thread still
+ * with ptrace once the first progress event came (freeze_new), while the
+ * loop and the schedulers run on; the log then shows the signal handled
+ * before the load ended.
  *
  * Covered elsewhere, not repeated here: SIGTERM during generation
- * (check_service: test_drain_finish, test_drain_deadline), a load over
- * the memory budget with the numbers and the model file truncated while
- * resident (check_daemon: test_budget_evict, test_truncate_resident), a
- * slow reader, a truncated frame and malformed frames (check_daemon).
+ * (check_service: test_drain_finish, test_drain_deadline), the budget's
+ * evictions and the model file truncated while resident (check_daemon:
+ * test_budget_evict, test_truncate_resident), a slow reader, a
+ * truncated frame and malformed frames (check_daemon).
  *
  * The client is tclient.c; the daemon is $HEARTH_BUILDDIR/hearthd.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mkmodel_lib.h"
@@ -78,11 +95,36 @@ write_model(const struct mkm_spec *spec, const char *name)
 	}
 }
 
+/*
+ * The configuration: the [daemon] section with daemon_extra appended,
+ * the access rules, then extra (more sections), if not NULL.
+ */
+static void
+conf_write(const char *daemon_extra, const char *extra)
+{
+	char tmp[4300];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", g_conf);
+	if ((f = fopen(tmp, "w")) == NULL)
+		abort();
+	fprintf(f, "# check_faults\n[daemon]\n"
+	    "keep_alive = 300\nn_parallel = 8\nmax_queue = 64\n"
+	    "drain_timeout = 300ms\nmax_connections = %d\n"
+	    "output_buffer = 64K\npause_timeout = 2s\nmax_models = 8\n"
+	    "external_links = yes\n%s"
+	    "\n[access mine]\nuser = %u\nadmin = yes\nmax_connections = %d\n"
+	    "\n[access default]\nmodels = *\n%s",
+	    MAX_CONNS * 3, daemon_extra != NULL ? daemon_extra : "",
+	    (unsigned)geteuid(), MAX_CONNS, extra != NULL ? extra : "");
+	if (fclose(f) != 0 || rename(tmp, g_conf) != 0)
+		abort();
+}
+
 static void
 make_models(void)
 {
 	struct mkm_spec s;
-	FILE *f;
 
 	snprintf(g_dir, sizeof(g_dir), "%s", tu_tmpdir());
 	snprintf(g_models, sizeof(g_models), "%s/models", g_dir);
@@ -104,16 +146,27 @@ make_models(void)
 	s.seed = 3;
 	write_model(&s, "long");
 	write_model(&s, "big");
-	f = fopen(g_conf, "w");
-	fprintf(f, "# check_faults\n[daemon]\n"
-	    "keep_alive = 300\nn_parallel = 8\nmax_queue = 64\n"
-	    "drain_timeout = 300ms\nmax_connections = %d\n"
-	    "output_buffer = 64K\npause_timeout = 2s\nmax_models = 8\n"
-	    "external_links = yes\n"
-	    "\n[access mine]\nuser = %u\nadmin = yes\nmax_connections = %d\n"
-	    "\n[access default]\nmodels = *\n",
-	    MAX_CONNS * 3, (unsigned)geteuid(), MAX_CONNS);
-	fclose(f);
+	conf_write(NULL, NULL);
+}
+
+/*
+ * A model whose load takes a while: about 90 MB of F32 weights, read in
+ * a dozen chunks of the loader (so progress comes long before the end).
+ */
+static void
+write_slow(void)
+{
+	struct mkm_spec s;
+
+	mkm_spec_default(&s);
+	s.n_vocab = N_VOCAB;
+	s.n_embd = 512;
+	s.n_ff = 2048;
+	s.n_layer = 6;
+	s.n_head = 8;
+	s.n_head_kv = 2;
+	s.seed = 7;
+	write_model(&s, "slow");
 }
 
 static const char *
@@ -139,36 +192,69 @@ print_log(void)
 	}
 }
 
-static void
-daemon_start(void)
+/*
+ * Start a hearthd on sock with models and conf, its stderr appended to
+ * log, as uid (when we are root and uid is not ours): its pid once it
+ * answers on the socket.
+ */
+static pid_t
+daemon_spawn(uid_t uid, const char *sock, const char *models,
+    const char *conf, const char *log)
 {
+	pid_t pid;
 	int i, fd;
 
-	g_pid = fork();
-	if (g_pid < 0)
+	pid = fork();
+	if (pid < 0)
 		abort();
-	if (g_pid == 0) {
+	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		dup2(fd, 2);
-		execl(daemon_path(), "hearthd", "-d", "-s", g_sock, "-m",
-		    g_models, "-c", g_conf, "-t", "1", (char *)NULL);
+		if (uid != geteuid() && (setgroups(0, NULL) != 0 ||
+		    setgid((gid_t)uid) != 0 || setuid(uid) != 0)) {
+			fprintf(stderr, "setuid %u: %s\n", (unsigned)uid,
+			    strerror(errno));
+			_exit(126);
+		}
+		execl(daemon_path(), "hearthd", "-d", "-s", sock, "-m",
+		    models, "-c", conf, "-t", "1", (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", daemon_path(), strerror(errno));
 		_exit(127);
 	}
 	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if ((fd = tc_connect(g_sock)) >= 0) {
+		if ((fd = tc_connect(sock)) >= 0) {
 			close(fd);
-			chmod(g_sock, 0666);
-			return;
+			return pid;
 		}
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid)
+		if (waitpid(pid, NULL, WNOHANG) == pid)
 			break;
 		usleep(10000);
 	}
 	print_log();
 	fprintf(stderr, "hearthd did not start\n");
 	abort();
+}
+
+static void
+daemon_start(void)
+{
+	g_pid = daemon_spawn(geteuid(), g_sock, g_models, g_conf, g_log);
+	chmod(g_sock, 0666);
+}
+
+/* Wait for a daemon to exit by itself: 0 when it exited 0, else -1. */
+static int
+daemon_wait(pid_t pid, int ms)
+{
+	int st, i;
+
+	for (i = 0; i < ms / 10 * timeout_scale(); i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+		usleep(10000);
+	}
+	return -1;
 }
 
 static int
@@ -211,15 +297,15 @@ teardown(void)
 	tu_tmpdir_free();
 }
 
-/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM"). */
+/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM") of pid. */
 static long
-daemon_kb(const char *field)
+pid_kb(pid_t pid, const char *field)
 {
 	char path[64], line[256], fmt[64];
 	long kb = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)g_pid);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	snprintf(fmt, sizeof(fmt), "%s: %%ld kB", field);
 	if ((f = fopen(path, "r")) == NULL)
 		return -1;
@@ -228,6 +314,260 @@ daemon_kb(const char *field)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* The same of the daemon. */
+static long
+daemon_kb(const char *field)
+{
+	return pid_kb(g_pid, field);
+}
+
+/* ---- the daemon's log ------------------------------------------------ */
+
+/* The log as a string (free it), or NULL. */
+static char *
+log_text(void)
+{
+	size_t len;
+	uint8_t *s = tu_read_file(g_log, &len);
+	char *z;
+
+	if (s == NULL)
+		return NULL;
+	if ((z = calloc(1, len + 1)) == NULL)
+		abort();
+	memcpy(z, s, len);
+	free(s);
+	return z;
+}
+
+/*
+ * Where the n-th (from 1) occurrence of needle is in the log, or -1;
+ * with n 0: how many there are.
+ */
+static long
+log_find(const char *needle, long n)
+{
+	char *z = log_text(), *p;
+	long k = 0, at = -1;
+
+	if (z == NULL)
+		return n == 0 ? 0 : -1;
+	for (p = strstr(z, needle); p != NULL; p = strstr(p + 1, needle))
+		if (++k == n) {
+			at = p - z;
+			break;
+		}
+	free(z);
+	return n == 0 ? k : at;
+}
+
+/* Wait until needle is in the log n times; false after a while. */
+static bool
+log_wait(const char *needle, long n)
+{
+	int i;
+
+	for (i = 0; i < 1000 * timeout_scale(); i++) {
+		if (log_find(needle, 0) >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* The log line of a successful reload (server.c). */
+#define LOG_RELOADED	"new rules and limits apply"
+
+/* ---- holding a load still ---------------------------------------------- */
+
+/*
+ * A load is held at a point of our choosing by stopping the daemon's
+ * loader thread with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT stop one
+ * thread; the loop and the schedulers run on), so that a signal sent
+ * then is handled while the load is surely in progress. Under valgrind
+ * (which runs one thread at a time: stopping one would stop all) or
+ * where ptrace is not allowed, nothing is stopped and the tests rely on
+ * the load's length, and check the order of events in the log.
+ */
+#define MAX_TIDS	256
+
+struct freeze {
+	pid_t	 tid[16];	/* [n] stopped threads */
+	size_t	 n;
+	bool	 tried;		/* ptrace was allowed and used */
+};
+
+/* The daemon's threads: how many (at most max) in out. */
+static size_t
+daemon_tids(pid_t *out, size_t max)
+{
+	char path[64];
+	struct dirent *e;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL && n < max)
+		if (e->d_name[0] != '.')
+			out[n++] = (pid_t)atoi(e->d_name);
+	closedir(d);
+	return n;
+}
+
+/* The daemon runs natively (not under valgrind). */
+static bool
+daemon_native(void)
+{
+	char path[64], comm[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)g_pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	if (fgets(comm, sizeof(comm), f) == NULL)
+		comm[0] = '\0';
+	fclose(f);
+	return strncmp(comm, "hearthd", 7) == 0;
+}
+
+/* Stop the threads the daemon has now and did not have in before[nb]. */
+static void
+freeze_new(const pid_t *before, size_t nb, struct freeze *fz)
+{
+	pid_t now[MAX_TIDS];
+	size_t n, i, j;
+	int st;
+
+	memset(fz, 0, sizeof(*fz));
+	if (!daemon_native()) {
+		fprintf(stderr, "note: hearthd is not native (valgrind?): the "
+		    "load is not held, only long\n");
+		return;
+	}
+	n = daemon_tids(now, MAX_TIDS);
+	for (i = 0; i < n && fz->n < 16; i++) {
+		for (j = 0; j < nb && before[j] != now[i]; j++)
+			;
+		if (j < nb)
+			continue;
+		if (ptrace(PTRACE_SEIZE, now[i], 0, 0) != 0) {
+			fprintf(stderr, "note: ptrace(SEIZE) thread %d: %s: "
+			    "the load is not held, only long\n", (int)now[i],
+			    strerror(errno));
+			continue;
+		}
+		fz->tried = true;
+		if (ptrace(PTRACE_INTERRUPT, now[i], 0, 0) != 0 ||
+		    waitpid(now[i], &st, __WALL) != now[i] ||
+		    !WIFSTOPPED(st)) {
+			/* it ended meanwhile (the load is over) */
+			(void)ptrace(PTRACE_DETACH, now[i], 0, 0);
+			continue;
+		}
+		fz->tid[fz->n++] = now[i];
+	}
+	if (getenv("CHECK_FAULTS_VERBOSE") != NULL)
+		fprintf(stderr, "freeze: %zu new thread%s held\n", fz->n,
+		    fz->n == 1 ? "" : "s");
+}
+
+static void
+thaw(struct freeze *fz)
+{
+	size_t i;
+
+	for (i = 0; i < fz->n; i++)
+		ck_assert_int_eq(ptrace(PTRACE_DETACH, fz->tid[i], 0, 0), 0);
+	fz->n = 0;
+}
+
+/* Send a load request; its id. */
+static int64_t
+load_send(struct tc *c, const char *name)
+{
+	struct proto_request r;
+
+	proto_request_init(&r, PROTO_MSG_LOAD, 0);
+	r.u.load.model = name;
+	return tc_send(c, &r);
+}
+
+/* Wait for the first progress event of load id (its done < total). */
+static void
+load_first_progress(struct tc *c, int64_t id)
+{
+	struct proto_response resp;
+
+	tc_must_recv(c, &resp);
+	ck_assert_uint_eq(resp.id, (uint64_t)id);
+	ck_assert_msg(resp.type == PROTO_MSG_PROGRESS, "load: %d %s",
+	    resp.type, resp.type == PROTO_MSG_ERROR ? resp.u.error.message :
+	    "");
+	ck_assert_uint_lt(resp.u.progress.done, resp.u.progress.total);
+	proto_response_free(&resp);
+}
+
+/* Progress events of load id, then its reply (0) or an error (-1). */
+static int
+load_finish(struct tc *c, int64_t id, struct proto_response *out)
+{
+	for (;;) {
+		tc_must_recv(c, out);
+		ck_assert_uint_eq(out->id, (uint64_t)id);
+		if (out->type != PROTO_MSG_PROGRESS)
+			return out->type == PROTO_MSG_REPLY ? 0 : -1;
+		proto_response_free(out);
+	}
+}
+
+/* ps's entry of a model: false when it is not resident. */
+static bool
+ps_get(struct tc *c, const char *name, struct proto_ps_entry *out)
+{
+	struct proto_response resp;
+	bool found = false;
+	int64_t id;
+	uint32_t k;
+
+	id = tc_simple(c, PROTO_MSG_PS, NULL);
+	tc_expect_reply(c, (uint64_t)id, PROTO_MSG_PS, &resp);
+	for (k = 0; k < resp.u.ps.n_models; k++)
+		if (strcmp(resp.u.ps.models[k].name, name) == 0) {
+			*out = resp.u.ps.models[k];
+			out->name = NULL;
+			out->hugepages = NULL;
+			out->placement = NULL;
+			found = true;
+		}
+	proto_response_free(&resp);
+	return found;
+}
+
+/* A greedy answer of model (8 tokens), into g. */
+static void
+answer(struct tc *c, const char *model, const char *prompt, struct gen *g)
+{
+	int64_t id;
+
+	memset(g, 0, sizeof(*g));
+	id = tc_generate(c, model, prompt, 8, true);
+	ck_assert_int_eq(tc_collect(c, (uint64_t)id, g, 0), 0);
+	ck_assert_msg(g->done, "no done: error %d %s", g->error, g->msg);
+	ck_assert_uint_gt(g->n, 0);
+}
+
+static void
+same_answer(const struct gen *a, const struct gen *b)
+{
+	uint32_t i;
+
+	ck_assert_uint_eq(a->n, b->n);
+	for (i = 0; i < a->n; i++)
+		ck_assert_int_eq(a->ids[i], b->ids[i]);
 }
 
 /* ---- the reference client ---------------------------------------------- */
@@ -854,64 +1194,282 @@ load_model(struct tc *c, const char *name, struct proto_response *out)
 	}
 }
 
+/*
+ * Load "slow" and, once its first progress event came, hold the loader
+ * (see freeze_new), write conf_extra as the [model] sections when not
+ * NULL, send SIGHUP and wait for the reload; then let the load go on.
+ * Checks that the reload was handled while the model was loading (the
+ * log has it before "loaded slow") and that the load ended with its
+ * reply.
+ */
+static void
+hup_during_load(struct tc *c, const char *conf_extra)
+{
+	pid_t before[MAX_TIDS];
+	struct proto_response resp;
+	struct freeze fz;
+	long n_hup, n_loaded, at_hup, at_loaded;
+	size_t nb;
+	int64_t id;
+
+	n_hup = log_find(LOG_RELOADED, 0);
+	n_loaded = log_find("registry: loaded slow:", 0);
+	nb = daemon_tids(before, MAX_TIDS);
+	id = load_send(c, "slow");
+	load_first_progress(c, id);
+	freeze_new(before, nb, &fz);
+	if (conf_extra != NULL)
+		conf_write(NULL, conf_extra);
+	kill(g_pid, SIGHUP);
+	ck_assert_msg(log_wait(LOG_RELOADED, n_hup + 1), "no reload");
+	if (fz.n > 0)
+		/* the loader is held: the load cannot have ended */
+		ck_assert_int_eq(log_find("registry: loaded slow:", 0),
+		    n_loaded);
+	thaw(&fz);
+	ck_assert_msg(load_finish(c, id, &resp) == 0, "load: %s",
+	    resp.type == PROTO_MSG_ERROR ? resp.u.error.message : "?");
+	proto_response_free(&resp);
+	/* the loop handled the reload before the end of the load */
+	at_hup = log_find(LOG_RELOADED, n_hup + 1);
+	at_loaded = log_find("registry: loaded slow:", n_loaded + 1);
+	ck_assert(at_hup >= 0 && at_loaded >= 0);
+	if (fz.tried || at_hup < at_loaded)
+		ck_assert_msg(at_hup < at_loaded, "the reload came after the "
+		    "load");
+	else
+		fprintf(stderr, "SKIP: the load ended before the reload "
+		    "(nothing held it)\n");
+}
+
+/*
+ * SIGHUP while a model loads: the load completes, the daemon keeps
+ * serving, the model answers as before and memory is back after its
+ * unload.
+ */
 START_TEST(test_sighup_load)
 {
-	struct proto_response resp;
-	struct proto_request r;
+	struct gen *want = gen_new(), *g = gen_new();
 	struct keep k;
 	struct tc c;
-	int64_t id;
 	int i;
 
+	write_slow();
 	keep_open(&k);
 	tc_open_at(&c, g_sock);
-	for (i = 0; i < 3; i++) {
-		proto_request_init(&r, PROTO_MSG_LOAD, 0);
-		r.u.load.model = "big";
-		id = tc_send(&c, &r);
-		kill(g_pid, SIGHUP);
-		for (;;) {
-			tc_must_recv(&c, &resp);
-			ck_assert_uint_eq(resp.id, (uint64_t)id);
-			if (resp.type != PROTO_MSG_PROGRESS)
-				break;
-			proto_response_free(&resp);
-		}
-		ck_assert_msg(resp.type == PROTO_MSG_REPLY, "load: %d %s",
-		    resp.type, resp.type == PROTO_MSG_ERROR ?
-		    resp.u.error.message : "");
-		proto_response_free(&resp);
-		id = tc_simple(&c, PROTO_MSG_UNLOAD, "big");
-		tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_UNLOAD, &resp);
-		proto_response_free(&resp);
+	answer(&c, "slow", "before the signal", want);
+	unload_model(&c, "slow");
+	for (i = 0; i < 2; i++) {
+		hup_during_load(&c, NULL);
+		answer(&c, "slow", "before the signal", g);
+		same_answer(g, want);
+		unload_model(&c, "slow");
+		keep_check(&k);
 	}
-	/* the daemon is still there and serves "big" from scratch */
 	ck_assert_int_eq(waitpid(g_pid, NULL, WNOHANG), 0);
-	{
-		struct gen *g = gen_new();
-
-		id = tc_generate(&c, "big", "after hup", 8, true);
-		ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
-		ck_assert(g->done);
-		free(g);
-	}
-	unload_model(&c, "big");
 	tc_close(&c);
 	keep_check(&k);
 	keep_close(&k);
+	free(want);
+	free(g);
+}
+END_TEST
+
+/*
+ * SIGHUP while a model loads, with a configuration that changes the
+ * model's settings: the load in progress keeps the settings it started
+ * with (n_ctx, so its KV cache), what applies at once applies to it too
+ * (pin), and its next load uses the new n_ctx.
+ */
+START_TEST(test_sighup_load_config)
+{
+	struct gen *want = gen_new(), *g = gen_new();
+	struct proto_ps_entry pe;
+	struct proto_response resp;
+	uint64_t kv0;
+	struct keep k;
+	struct tc c;
+	int64_t id;
+
+	write_slow();
+	keep_open(&k);
+	tc_open_at(&c, g_sock);
+	answer(&c, "slow", "settings", want);
+	ck_assert(ps_get(&c, "slow", &pe));
+	ck_assert(!pe.pinned);
+	kv0 = pe.kv;
+	ck_assert_uint_gt(kv0, 0);
+	unload_model(&c, "slow");
+
+	hup_during_load(&c, "\n[model slow]\nn_ctx = 256\npin = yes\n");
+	ck_assert(ps_get(&c, "slow", &pe));
+	ck_assert(pe.pinned);
+	ck_assert_uint_eq(pe.kv, kv0);
+	answer(&c, "slow", "settings", g);
+	same_answer(g, want);
+	unload_model(&c, "slow");
+	ck_assert(!ps_get(&c, "slow", &pe));
+	/* the next load has the new context: half the KV cache */
+	id = load_send(&c, "slow");
+	ck_assert_int_eq(load_finish(&c, id, &resp), 0);
+	proto_response_free(&resp);
+	ck_assert(ps_get(&c, "slow", &pe));
+	ck_assert(pe.pinned);
+	ck_assert_uint_eq(pe.kv, kv0 / 2);
+	answer(&c, "slow", "settings", g);
+	same_answer(g, want);
+	unload_model(&c, "slow");
+	ck_assert_int_eq(waitpid(g_pid, NULL, WNOHANG), 0);
+	tc_close(&c);
+	keep_check(&k);
+	keep_close(&k);
+	free(want);
+	free(g);
+}
+END_TEST
+
+/*
+ * SIGTERM while a model loads and a request waits for it, the drain
+ * shorter than the load: both requests are told (busy, shutting down),
+ * the connection ends, the load is cancelled and hearthd exits 0.
+ */
+START_TEST(test_sigterm_load_cancel)
+{
+	pid_t before[MAX_TIDS];
+	struct proto_response resp;
+	struct gen *g = gen_new();
+	struct freeze fz;
+	struct tc c, d;
+	int64_t id, gid;
+	size_t nb;
+	pid_t pid;
+	int r;
+
+	write_slow();
+	tc_open_at(&c, g_sock);
+	tc_open_at(&d, g_sock);
+	nb = daemon_tids(before, MAX_TIDS);
+	id = load_send(&c, "slow");
+	gid = tc_generate(&d, "slow", "waits for the load", 8, true);
+	load_first_progress(&c, id);
+	freeze_new(before, nb, &fz);
+	kill(g_pid, SIGTERM);
+	/* drain_timeout is 300 ms: the load does not end in it */
+	ck_assert(log_wait("draining: 2 requests running", 1));
+	for (;;) {
+		tc_must_recv(&c, &resp);
+		ck_assert_uint_eq(resp.id, (uint64_t)id);
+		if (resp.type != PROTO_MSG_PROGRESS)
+			break;
+		proto_response_free(&resp);
+	}
+	if (resp.type == PROTO_MSG_REPLY && !fz.tried) {
+		/* nothing held the load and it was quicker than the drain */
+		fprintf(stderr, "SKIP: the load ended within drain_timeout\n");
+		proto_response_free(&resp);
+		thaw(&fz);
+		ck_assert_int_eq(tc_collect(&d, (uint64_t)gid, g, 0), 0);
+	} else {
+		ck_assert_int_eq(resp.type, PROTO_MSG_ERROR);
+		ck_assert_int_eq(resp.u.error.code, PROTO_E_BUSY);
+		ck_assert_msg(strstr(resp.u.error.message, "shutting down") !=
+		    NULL, "%s", resp.u.error.message);
+		proto_response_free(&resp);
+		ck_assert_int_eq(tc_collect(&d, (uint64_t)gid, g, 0), 0);
+		ck_assert(!g->done);
+		ck_assert_int_eq(g->error, PROTO_E_BUSY);
+		ck_assert(log_find("drain_timeout: ending 2 requests", 0) ==
+		    1);
+		thaw(&fz);
+	}
+	/* then the connections end and hearthd exits 0 */
+	r = tc_recv(&c, &resp, TIMEOUT_MS);
+	ck_assert_int_eq(r, 0);
+	r = tc_recv(&d, &resp, TIMEOUT_MS);
+	ck_assert_int_eq(r, 0);
+	pid = g_pid;
+	g_pid = -1;
+	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
+	ck_assert_int_eq(log_find("registry: loaded slow:", 0), 0);
+	tc_close(&c);
+	tc_close(&d);
+	free(g);
+}
+END_TEST
+
+/*
+ * SIGTERM while a model loads and a request waits for it, the drain
+ * long enough: no new connections; the load ends, the request gets its
+ * whole answer, then hearthd exits 0.
+ */
+START_TEST(test_sigterm_load_finish)
+{
+	struct gen *want = gen_new(), *g = gen_new();
+	pid_t before[MAX_TIDS];
+	struct proto_response resp;
+	struct freeze fz;
+	struct tc c, d;
+	int64_t id, gid;
+	size_t nb;
+	pid_t pid;
+
+	write_slow();
+	tc_open_at(&c, g_sock);
+	tc_open_at(&d, g_sock);
+	answer(&c, "slow", "drained", want);
+	unload_model(&c, "slow");
+	conf_write("drain_timeout = 60s\n", NULL);
+	kill(g_pid, SIGHUP);
+	ck_assert(log_wait(LOG_RELOADED, 1));
+
+	nb = daemon_tids(before, MAX_TIDS);
+	id = load_send(&c, "slow");
+	gid = tc_generate(&d, "slow", "drained", 8, true);
+	load_first_progress(&c, id);
+	freeze_new(before, nb, &fz);
+	kill(g_pid, SIGTERM);
+	ck_assert(log_wait("draining: 2 requests running", 1));
+	ck_assert_int_lt(tc_connect(g_sock), 0);
+	thaw(&fz);
+	ck_assert_int_eq(load_finish(&c, id, &resp), 0);
+	proto_response_free(&resp);
+	memset(g, 0, sizeof(*g));
+	ck_assert_int_eq(tc_collect(&d, (uint64_t)gid, g, 0), 0);
+	ck_assert_msg(g->done, "error %d %s", g->error, g->msg);
+	same_answer(g, want);
+	ck_assert_int_eq(tc_recv(&c, &resp, TIMEOUT_MS), 0);
+	ck_assert_int_eq(tc_recv(&d, &resp, TIMEOUT_MS), 0);
+	pid = g_pid;
+	g_pid = -1;
+	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
+	ck_assert(log_find("every request has ended", 0) == 1);
+	tc_close(&c);
+	tc_close(&d);
+	free(want);
+	free(g);
 }
 END_TEST
 
 START_TEST(test_load_fails)
 {
+	struct gen *want = gen_new(), *g = gen_new();
+	pid_t before[MAX_TIDS];
 	struct proto_response resp;
+	struct freeze fz;
 	struct stat st;
 	struct keep k;
 	struct tc c;
 	int64_t id;
+	size_t nb;
+	long vm;
 
+	write_slow();
 	keep_open(&k);
 	tc_open_at(&c, g_sock);
+	answer(&c, "big", "after the failures", want);
+	unload_model(&c, "big");
+	keep_check(&k);
+
 	/* tensor data cut short: the header is fine, the data is not */
 	ck_assert_int_eq(stat(model_path("cut"), &st), 0);
 	ck_assert_int_eq(truncate(model_path("cut"), st.st_size - 1000), 0);
@@ -923,10 +1481,13 @@ START_TEST(test_load_fails)
 	/* a request waiting for it gets the error too */
 	id = tc_generate(&c, "cut", "x", 4, true);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_MODEL_ERROR, NULL);
-	/* a file that cannot be read (root reads anyway: skip) */
+	keep_check(&k);
+
+	/* a file that cannot be read (as root: test_unreadable_as_user) */
 	ck_assert_int_eq(chmod(model_path("locked"), 0), 0);
 	if (geteuid() == 0)
-		fprintf(stderr, "SKIP: root reads a mode 000 file\n");
+		fprintf(stderr, "SKIP: root reads a mode 000 file (see "
+		    "test_unreadable_as_user)\n");
 	else {
 		ck_assert_int_eq(load_model(&c, "locked", &resp), -1);
 		ck_assert_msg(strstr(resp.u.error.message, "ermission") !=
@@ -934,22 +1495,170 @@ START_TEST(test_load_fails)
 		proto_response_free(&resp);
 	}
 	chmod(model_path("locked"), 0644);
-	/* then a good model loads and answers */
+	keep_check(&k);
+
+	/* over the memory budget: refused with the numbers */
+	conf_write("memory_budget = 32M\n", NULL);
+	kill(g_pid, SIGHUP);
+	ck_assert(log_wait(LOG_RELOADED, 1));
+	ck_assert_int_eq(load_model(&c, "slow", &resp), -1);
+	ck_assert_int_eq(resp.u.error.code, PROTO_E_TOO_LARGE);
+	ck_assert_msg(strstr(resp.u.error.message, "budget") != NULL, "%s",
+	    resp.u.error.message);
+	proto_response_free(&resp);
+	conf_write(NULL, NULL);
+	kill(g_pid, SIGHUP);
+	ck_assert(log_wait(LOG_RELOADED, 2));
+	keep_check(&k);
+
+	/*
+	 * Out of memory in the middle of a load: the address space capped
+	 * (prlimit) below what the weights need; not under valgrind or a
+	 * sanitizer (their address space is not the daemon's own).
+	 */
+	vm = daemon_kb("VmSize");
+	if (!daemon_native() || vm <= 0 || vm > (1L << 30))
+		fprintf(stderr, "SKIP: no address space limit on this "
+		    "hearthd (valgrind or a sanitizer build)\n");
+	else {
+		struct rlimit lim, old;
+
+		lim.rlim_cur = (rlim_t)(vm + 40 * 1024) * 1024;
+		lim.rlim_max = RLIM_INFINITY;
+		ck_assert_int_eq(prlimit(g_pid, RLIMIT_AS, &lim, &old), 0);
+		ck_assert_int_eq(load_model(&c, "slow", &resp), -1);
+		ck_assert_int_eq(prlimit(g_pid, RLIMIT_AS, &old, NULL), 0);
+		ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
+		ck_assert_msg(strstr(resp.u.error.message, "weights") !=
+		    NULL, "%s", resp.u.error.message);
+		proto_response_free(&resp);
+		keep_check(&k);
+	}
+
+	/* the file cut short while the loader reads it */
+	nb = daemon_tids(before, MAX_TIDS);
+	id = load_send(&c, "slow");
+	load_first_progress(&c, id);
+	freeze_new(before, nb, &fz);
+	ck_assert_int_eq(stat(model_path("slow"), &st), 0);
+	ck_assert_int_eq(truncate(model_path("slow"), st.st_size / 2), 0);
+	thaw(&fz);
+	if (load_finish(&c, id, &resp) == 0 && !fz.tried) {
+		fprintf(stderr, "SKIP: the load ended before the file was "
+		    "cut (nothing held it)\n");
+		proto_response_free(&resp);
+		unload_model(&c, "slow");
+	} else {
+		ck_assert_int_eq(resp.type, PROTO_MSG_ERROR);
+		ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
+		ck_assert_msg(strstr(resp.u.error.message, "file ends") !=
+		    NULL, "%s", resp.u.error.message);
+		proto_response_free(&resp);
+	}
+	keep_check(&k);
+
+	/* then a good model loads and answers as before */
 	ck_assert_int_eq(load_model(&c, "big", &resp), 0);
 	proto_response_free(&resp);
-	{
-		struct gen *g = gen_new();
-
-		id = tc_generate(&c, "big", "after the failures", 8, true);
-		ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
-		ck_assert(g->done);
-		ck_assert_uint_gt(g->n, 0);
-		free(g);
-	}
+	answer(&c, "big", "after the failures", g);
+	same_answer(g, want);
 	unload_model(&c, "big");
 	tc_close(&c);
 	keep_check(&k);
 	keep_close(&k);
+	free(want);
+	free(g);
+}
+END_TEST
+
+/*
+ * As root, a mode 000 file is readable: run a second hearthd as nobody
+ * (a setuid child) with its own models directory, where one file is
+ * mode 000. Its load fails with the system's message, the daemon keeps
+ * serving the same answer and its memory is back.
+ */
+START_TEST(test_unreadable_as_user)
+{
+	char dir[4300], models[4400], sock[4400], conf[4400], log[4400];
+	char path[4500];
+	struct gen *want = gen_new(), *g = gen_new();
+	struct proto_response resp;
+	struct mkm_spec spec;
+	struct eng_err err = { "" };
+	long rss0, rss;
+	struct tc c;
+	int64_t id;
+	pid_t pid;
+	FILE *f;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIP: not root (test_load_fails checks an "
+		    "unreadable file)\n");
+		free(want);
+		free(g);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/nobody", g_dir);
+	snprintf(models, sizeof(models), "%s/models", dir);
+	snprintf(sock, sizeof(sock), "%s/run/hearth.sock", dir);
+	snprintf(conf, sizeof(conf), "%s/hearthd.conf", dir);
+	snprintf(log, sizeof(log), "%s/daemon.log", dir);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	ck_assert_int_eq(mkdir(models, 0700), 0);
+	ck_assert_int_eq(chown(dir, OTHER_UID, OTHER_UID), 0);
+	ck_assert_int_eq(chown(models, OTHER_UID, OTHER_UID), 0);
+	mkm_spec_default(&spec);
+	spec.n_vocab = N_VOCAB;
+	snprintf(path, sizeof(path), "%s/tiny.gguf", models);
+	ck_assert_int_eq(mkm_write(&spec, path, &err), 0);
+	ck_assert_int_eq(chown(path, OTHER_UID, OTHER_UID), 0);
+	snprintf(path, sizeof(path), "%s/locked.gguf", models);
+	ck_assert_int_eq(mkm_write(&spec, path, &err), 0);
+	ck_assert_int_eq(chown(path, OTHER_UID, OTHER_UID), 0);
+	ck_assert_int_eq(chmod(path, 0), 0);
+	f = fopen(conf, "w");
+	fprintf(f, "[daemon]\nkeep_alive = 300\n\n[access root]\nuser = 0\n"
+	    "admin = yes\n\n[access default]\nmodels = *\n");
+	fclose(f);
+	chmod(conf, 0644);
+
+	pid = daemon_spawn(OTHER_UID, sock, models, conf, log);
+	{
+		char p[64], line[256];
+		unsigned ruid = 0, euid = 0;
+
+		snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+		f = fopen(p, "r");
+		ck_assert_ptr_nonnull(f);
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "Uid: %u %u", &ruid, &euid) == 2)
+				break;
+		fclose(f);
+		ck_assert_uint_eq(euid, OTHER_UID);
+	}
+	tc_open_at(&c, sock);
+	answer(&c, "tiny", "as nobody", want);
+	tc_ping(&c);
+	rss0 = pid_kb(pid, "VmRSS");
+	ck_assert_int_eq(load_model(&c, "locked", &resp), -1);
+	ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
+	ck_assert_msg(strstr(resp.u.error.message, "ermission") != NULL,
+	    "%s", resp.u.error.message);
+	proto_response_free(&resp);
+	id = tc_generate(&c, "locked", "x", 4, true);
+	tc_expect_error(&c, (uint64_t)id, PROTO_E_MODEL_ERROR, "ermission");
+	answer(&c, "tiny", "as nobody", g);
+	same_answer(g, want);
+	usleep(100000);
+	tc_ping(&c);
+	rss = pid_kb(pid, "VmRSS");
+	ck_assert_msg(rss <= rss0 + rss0 / 10 + 4096,
+	    "RSS %ld kB before, %ld kB after", rss0, rss);
+	tc_close(&c);
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
+	free(want);
+	free(g);
 }
 END_TEST
 
@@ -1023,6 +1732,113 @@ START_TEST(test_leave_during_load)
 }
 END_TEST
 
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * A prompt of megabytes (nearly max_text, 4 MiB: tokenizing it takes
+ * seconds) for the model another client streams from: that client's
+ * streams go on meanwhile (long texts are tokenized on the model's
+ * tokenizer thread, not by the scheduler at admission), and the long
+ * one is refused with its token count.
+ */
+START_TEST(test_long_prompt_stream)
+{
+	static const char *const words[] = { "alpha ", "beta ", "gamma ",
+	    "delta ", "epsilon ", "zeta ", "eta ", "theta " };
+	const size_t len = PROTO_MAX_TEXT_DEFAULT - 1024;
+	struct proto_response resp;
+	struct proto_request r;
+	struct pollfd pfd;
+	struct keep k;
+	struct tc a, b;
+	double t0, t, last = 0, gap = 0, tb = 0;
+	uint32_t n_during = 0, seed = 1;
+	size_t off = 0, w;
+	int64_t bid, id;
+	char *text;
+
+	if (!daemon_native()) {
+		fprintf(stderr, "SKIP: tokenizing 4 MiB under valgrind takes "
+		    "too long\n");
+		return;
+	}
+	ck_assert_ptr_nonnull(text = malloc(len));
+	while (off < len) {
+		seed = seed * 1103515245u + 12345u;
+		w = strlen(words[(seed >> 16) % 8]);
+		if (w > len - off)
+			w = len - off;
+		memcpy(text + off, words[(seed >> 16) % 8], w);
+		off += w;
+	}
+	keep_open(&k);
+	tc_open_at(&a, g_sock);
+	tc_open_at(&b, g_sock);
+	proto_request_init(&r, PROTO_MSG_GENERATE, 0);
+	r.u.generate.model = "long";
+	r.u.generate.input.text = text;
+	r.u.generate.input.text_len = len;
+	t0 = now_s();
+	bid = tc_send(&b, &r);
+	ck_assert_int_gt(bid, 0);
+	/* a's streams, one after another, until b's answer is there */
+	for (;;) {
+		id = tc_generate(&a, "long", "steady", 16, true);
+		for (;;) {
+			tc_must_recv(&a, &resp);
+			ck_assert_uint_eq(resp.id, (uint64_t)id);
+			ck_assert_msg(resp.type != PROTO_MSG_ERROR, "%s",
+			    resp.type == PROTO_MSG_ERROR ?
+			    resp.u.error.message : "");
+			if (resp.type == PROTO_MSG_TOKEN) {
+				t = now_s();
+				if (last > 0 && t - last > gap)
+					gap = t - last;
+				last = t;
+				n_during++;
+			}
+			if (resp.type == PROTO_MSG_DONE) {
+				proto_response_free(&resp);
+				break;
+			}
+			proto_response_free(&resp);
+		}
+		pfd.fd = b.fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) == 1) {
+			tb = now_s() - t0;
+			break;
+		}
+		ck_assert_msg(now_s() - t0 < 120 * timeout_scale(),
+		    "no answer to the long prompt");
+	}
+	tc_expect_error(&b, (uint64_t)bid, PROTO_E_TOO_LARGE,
+	    "exceeds the context");
+	fprintf(stderr, "long prompt: answered in %.2f s; meanwhile %u "
+	    "tokens streamed, at most %.3f s apart\n", tb, n_during, gap);
+	ck_assert_uint_gt(n_during, 16);
+	if (tb < 0.5)
+		fprintf(stderr, "note: tokenizing was quick here (%.2f s): "
+		    "this run cannot tell a stall\n", tb);
+	else
+		ck_assert_msg(gap < tb / 2, "the streams stopped for %.2f s "
+		    "of the %.2f s the long prompt took", gap, tb);
+	tc_close(&a);
+	tc_close(&b);
+	keep_check(&k);
+	keep_close(&k);
+	free(text);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -1039,6 +1855,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_bad_ids);
 	tcase_add_test(tc, test_cancel_foreign);
 	tcase_add_test(tc, test_max_connections);
+	tcase_add_test(tc, test_long_prompt_stream);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("faults");
@@ -1046,8 +1863,12 @@ faults_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_killed_reader);
 	tcase_add_test(tc, test_sighup_load);
+	tcase_add_test(tc, test_sighup_load_config);
+	tcase_add_test(tc, test_sigterm_load_cancel);
+	tcase_add_test(tc, test_sigterm_load_finish);
 	tcase_add_test(tc, test_leave_during_load);
 	tcase_add_test(tc, test_load_fails);
+	tcase_add_test(tc, test_unreadable_as_user);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -48,9 +48,30 @@ open_model(const char *path)
 	return m;
 }
 
-/* Teacher-forced logits of all n tokens in one chunk: [n][n_vocab]. */
+/* model_open with a KV cache of k_type keys and v_type values. */
+static struct model *
+open_model_kv(const char *path, uint32_t k_type, uint32_t v_type)
+{
+	struct eng_err err = { "" };
+	struct model_load_opts o;
+	struct model *m = NULL;
+	int r;
+
+	model_load_opts_default(&o);
+	o.kv_type_k = k_type;
+	o.kv_type_v = v_type;
+	r = model_open_opts(path, &o, NULL, NULL, &m, &err);
+	ck_assert_msg(r == 0, "model_open %s: %d %s", path, r, err.msg);
+	ck_assert_uint_eq(m->kv_type_k, k_type);
+	ck_assert_uint_eq(m->kv_type_v, v_type);
+	return m;
+}
+
+/* Teacher-forced logits of all n tokens, chunks of n_batch, with a
+ * cache of the given types: [n][n_vocab]. */
 static float *
-eval_all(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch)
+eval_all_kv(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch,
+    uint32_t k_type, uint32_t v_type)
 {
 	struct eng_err err = { "" };
 	struct fwd *f = NULL;
@@ -60,7 +81,8 @@ eval_all(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch)
 	int r;
 
 	ck_assert_int_eq(fwd_new(m, n_batch, (uint32_t)n + 8, n_batch, &f), 0);
-	ck_assert_int_eq(fwd_kv_new(m, (uint32_t)n + 8, &kv), 0);
+	ck_assert_int_eq(fwd_kv_new_types(m, (uint32_t)n + 8, k_type, v_type,
+	    &kv), 0);
 	out = malloc(n * V * sizeof(float));
 	ck_assert_ptr_nonnull(out);
 	for (done = 0; done < n; done += c) {
@@ -75,6 +97,13 @@ eval_all(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch)
 	fwd_kv_free(kv);
 	fwd_free(f);
 	return out;
+}
+
+/* The same with the model's own cache types. */
+static float *
+eval_all(struct model *m, const int32_t *ids, size_t n, uint32_t n_batch)
+{
+	return eval_all_kv(m, ids, n, n_batch, m->kv_type_k, m->kv_type_v);
 }
 
 static size_t
@@ -273,6 +302,118 @@ START_TEST(test_ref_logits)
 }
 END_TEST
 
+/*
+ * The same files with a Q8_0 KV cache (keys and values; llama.cpp's
+ * -ctk q8_0 -ctv q8_0), against llama.cpp's logits (made with its fp16
+ * cache) and the F32 truth. Bounds from what was measured (in the
+ * comments): top-1 agreement at least the measured count minus one row,
+ * RMS vs the truth at most the measured value plus about half of what
+ * the 8-bit cache adds (~0.004 in quadrature on these files).
+ */
+static const struct kvq8_case {
+	const char	*file;
+	const char	*truth;
+	double		 top1_min;
+	double		 rms_max;
+} kvq8_cases[] = {
+	/* measured: top-1 of 69, RMS vs truth (f16 cache: 69, RMS) */
+	/* 68, 0.00398 (69, 0.00001) */
+	{ "ref-llama-f32",    "ref-llama-f32",    67 / 69.0, 0.0060 },
+	/* 68, 0.00398 (69, 0.00001) */
+	{ "ref-llama-f16",    "ref-llama-f32",    67 / 69.0, 0.0060 },
+	/* 66, 0.01728 (69, 0.01668) */
+	{ "ref-llama-q8_0",   "ref-llama-f32",    65 / 69.0, 0.0195 },
+	/* 66, 0.14383 (69, 0.14390) */
+	{ "ref-llama-q4_k_m", "ref-llama-f32",    65 / 69.0, 0.1460 },
+	/* 68, 0.18356 (69, 0.18363) */
+	{ "ref-llama-q4_0",   "ref-llama-f32",    67 / 69.0, 0.1860 },
+	/* 69, 0.00407 (69, 0.00001) */
+	{ "ref-qwen2-f16",    "ref-qwen2-f32",    68 / 69.0, 0.0060 },
+	/* 68, 0.01729 (69, 0.01675) */
+	{ "ref-qwen2-q8_0",   "ref-qwen2-f32",    67 / 69.0, 0.0195 },
+	/* 67, 0.17879 (69, 0.17875) */
+	{ "ref-qwen2-q4_0",   "ref-qwen2-f32",    66 / 69.0, 0.1810 },
+};
+#define N_KVQ8_CASES (sizeof(kvq8_cases) / sizeof(kvq8_cases[0]))
+
+/* ref/tokens.txt into ids[256]; 0 when the test data is missing. */
+static size_t
+read_ref_tokens(int32_t *ids)
+{
+	const char *path = tu_testdata("ref/tokens.txt");
+	uint8_t *txt;
+	size_t n = 0, len;
+	char *p, *end;
+
+	if (path == NULL)
+		return 0;
+	txt = tu_read_file(path, &len);
+	ck_assert_ptr_nonnull(txt);
+	txt = realloc(txt, len + 1);
+	ck_assert_ptr_nonnull(txt);
+	txt[len] = '\0';
+	for (p = (char *)txt; n < 256; p = end) {
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		ids[n++] = (int32_t)v;
+	}
+	free(txt);
+	return n;
+}
+
+START_TEST(test_ref_logits_kvq8)
+{
+	const struct kvq8_case *kc = &kvq8_cases[_i];
+	char rel[256];
+	const char *path;
+	struct model *m;
+	int32_t ids[256];
+	size_t n, V, i, top1 = 0, top1_f16 = 0;
+	float *q8, *f16, *theirs, *truth;
+	double rms_q8, rms_f16, frac;
+
+	if ((n = read_ref_tokens(ids)) == 0) {
+		tu_skip("ref logits with a q8_0 KV cache");
+		return;
+	}
+	ck_assert_uint_eq(n, 69);
+	snprintf(rel, sizeof(rel), "ref/%s.gguf", kc->file);
+	path = tu_testdata(rel);
+	ck_assert_ptr_nonnull(path);
+	m = open_model_kv(path, KERN_TYPE_Q8_0, KERN_TYPE_Q8_0);
+	V = m->hp.n_vocab;
+	q8 = eval_all(m, ids, n, 512);
+	f16 = eval_all_kv(m, ids, n, 512, KERN_TYPE_F16, KERN_TYPE_F16);
+	theirs = read_logits(kc->file, n * V);
+	truth = read_logits(kc->truth, n * V);
+	for (i = 0; i < n; i++) {
+		top1 += argmax(q8 + i * V, V) == argmax(theirs + i * V, V);
+		top1_f16 += argmax(f16 + i * V, V) ==
+		    argmax(theirs + i * V, V);
+	}
+	frac = (double)top1 / (double)n;
+	rms_q8 = rms_diff(q8, truth, n * V);
+	rms_f16 = rms_diff(f16, truth, n * V);
+	fprintf(stderr, "%-18s kv q8_0: top-1 %3zu/%zu (%.1f%%), rms vs f32 "
+	    "%.5f; kv f16: top-1 %zu, rms %.5f\n", kc->file, top1, n,
+	    100 * frac, rms_q8, top1_f16, rms_f16);
+	ck_assert_msg(frac >= kc->top1_min, "%s kv q8_0: top-1 agreement "
+	    "%.3f < %.3f", kc->file, frac, kc->top1_min);
+	ck_assert_msg(rms_q8 <= kc->rms_max, "%s kv q8_0: rms %.5f > %.5f",
+	    kc->file, rms_q8, kc->rms_max);
+	/* the cache's quantization adds error; it never hides the weights' */
+	ck_assert_msg(memcmp(q8, f16, n * V * sizeof(float)) != 0,
+	    "%s: the q8_0 cache gave the f16 cache's logits", kc->file);
+	free(q8);
+	free(f16);
+	free(theirs);
+	free(truth);
+	model_free(m);
+}
+END_TEST
+
 /* ---- core: generated models ------------------------------------------- */
 
 static const struct gen_case {
@@ -438,9 +579,12 @@ START_TEST(test_gen_multi_seq)
 	float *alone[NS], *together[NS];
 	size_t V, s, k;
 
-	gen_spec(&spec, _i ? "qwen2" : "llama", _i ? KERN_TYPE_Q4_K :
+	gen_spec(&spec, _i % 2 ? "qwen2" : "llama", _i % 2 ? KERN_TYPE_Q4_K :
 	    KERN_TYPE_Q8_0);
-	m = open_model(gen_model(&spec, "multi.gguf"));
+	/* _i >= 2: the same with a Q8_0 KV cache */
+	m = _i >= 2 ? open_model_kv(gen_model(&spec, "multi.gguf"),
+	    KERN_TYPE_Q8_0, KERN_TYPE_Q8_0) :
+	    open_model(gen_model(&spec, "multi.gguf"));
 	V = m->hp.n_vocab;
 	for (s = 0; s < NS; s++) {
 		gen_ids(prompt[s], plen[s], (uint32_t)V, 100 + s);
@@ -494,6 +638,98 @@ START_TEST(test_gen_multi_seq)
 		free(together[s]);
 	}
 	fwd_free(f);
+	model_free(m);
+}
+END_TEST
+
+/*
+ * A Q8_0 KV cache (keys, values, both): chunked, one by one or all at
+ * once, the same logits bit for bit; greedy continuations equal; and
+ * different from the f16 cache's (the option does something).
+ */
+START_TEST(test_gen_kvq8_chunking)
+{
+	static const uint32_t kt[] = { KERN_TYPE_Q8_0, KERN_TYPE_Q8_0,
+	    KERN_TYPE_F16 };
+	static const uint32_t vt[] = { KERN_TYPE_Q8_0, KERN_TYPE_F16,
+	    KERN_TYPE_Q8_0 };
+	struct mkm_spec spec;
+	struct model *m;
+	int32_t ids[40];
+	float *all, *one, *three, *f16;
+	size_t V, i, same = 0;
+
+	gen_spec(&spec, _i == 1 ? "qwen2" : "llama", _i == 2 ?
+	    KERN_TYPE_F16 : KERN_TYPE_Q4_0);
+	m = open_model_kv(gen_model(&spec, "kvq8.gguf"), kt[_i], vt[_i]);
+	V = m->hp.n_vocab;
+	gen_ids(ids, 40, (uint32_t)V, 11);
+	all = eval_all(m, ids, 40, 64);
+	one = eval_all(m, ids, 40, 1);
+	three = eval_all(m, ids, 40, 3);
+	f16 = eval_all_kv(m, ids, 40, 64, KERN_TYPE_F16, KERN_TYPE_F16);
+	ck_assert_msg(memcmp(all, one, 40 * V * sizeof(float)) == 0,
+	    "kv %s/%s: logits differ between batch 64 and 1",
+	    kern_type_name(kt[_i]), kern_type_name(vt[_i]));
+	ck_assert_msg(memcmp(all, three, 40 * V * sizeof(float)) == 0,
+	    "kv %s/%s: logits differ between batch 64 and 3",
+	    kern_type_name(kt[_i]), kern_type_name(vt[_i]));
+	ck_assert(memcmp(all, f16, 40 * V * sizeof(float)) != 0);
+	for (i = 0; i < 40; i++) {
+		ck_assert(isfinite(all[i * V]));
+		same += argmax(all + i * V, V) == argmax(f16 + i * V, V);
+	}
+	/* random weights: nearly flat logits, yet mostly the same top-1 */
+	ck_assert_msg(same >= 30, "kv %s/%s: top-1 equal to the f16 cache's "
+	    "in %zu of 40 rows", kern_type_name(kt[_i]),
+	    kern_type_name(vt[_i]), same);
+	free(all);
+	free(one);
+	free(three);
+	free(f16);
+	model_free(m);
+}
+END_TEST
+
+/* Q8_0 KV caches need head dims of whole blocks; other types are
+ * refused with a message. */
+START_TEST(test_kv_type_refused)
+{
+	struct eng_err err = { "" };
+	struct model_load_opts o;
+	struct mkm_spec spec;
+	struct model *m = NULL;
+	struct fwd_kv *kv = NULL;
+	const char *path;
+
+	gen_spec(&spec, "llama", KERN_TYPE_F32);
+	spec.n_head = 16;	/* head dim 16 */
+	spec.n_head_kv = 4;
+	path = gen_model(&spec, "hd16.gguf");
+	model_load_opts_default(&o);
+	o.kv_type_v = KERN_TYPE_Q8_0;
+	ck_assert_int_eq(model_open_opts(path, &o, NULL, NULL, &m, &err),
+	    -EINVAL);
+	ck_assert_msg(strstr(err.msg, "multiple of 32") != NULL &&
+	    strstr(err.msg, "q8_0") != NULL && strstr(err.msg, "16") != NULL,
+	    "message: %s", err.msg);
+	ck_assert_ptr_null(m);
+	model_load_opts_default(&o);
+	o.kv_type_k = KERN_TYPE_Q4_0;
+	ck_assert_int_eq(model_open_opts(path, &o, NULL, NULL, &m, &err),
+	    -ENOTSUP);
+	ck_assert_msg(strstr(err.msg, "q4_0") != NULL &&
+	    strstr(err.msg, "not supported") != NULL, "message: %s", err.msg);
+	ck_assert_ptr_null(m);
+	/* the default f16 loads; a q8_0 cache of it is refused */
+	m = open_model(path);
+	ck_assert_uint_eq(m->kv_type_k, KERN_TYPE_F16);
+	ck_assert_uint_eq(m->kv_type_v, KERN_TYPE_F16);
+	ck_assert_int_eq(fwd_kv_new_types(m, 16, KERN_TYPE_Q8_0,
+	    KERN_TYPE_F16, &kv), -EINVAL);
+	ck_assert_int_eq(fwd_kv_new_types(m, 16, KERN_TYPE_F32,
+	    KERN_TYPE_F16, &kv), -EINVAL);
+	ck_assert_ptr_null(kv);
 	model_free(m);
 }
 END_TEST
@@ -838,7 +1074,9 @@ model_suite(void)
 	tcase_add_loop_test(core, test_ref_logits, 0, N_REF_CASES);
 	tcase_add_loop_test(core, test_gen_batch_invariance, 0, N_GEN_CASES);
 	tcase_add_test(core, test_gen_quant_twin);
-	tcase_add_loop_test(core, test_gen_multi_seq, 0, 2);
+	tcase_add_loop_test(core, test_gen_multi_seq, 0, 4);
+	tcase_add_loop_test(core, test_ref_logits_kvq8, 0, N_KVQ8_CASES);
+	tcase_add_loop_test(core, test_gen_kvq8_chunking, 0, 3);
 	tcase_add_test(core, test_gen_tied_rope_freqs);
 	tcase_add_test(limits, test_context_full);
 	tcase_add_test(limits, test_token_range);
@@ -846,6 +1084,7 @@ model_suite(void)
 	tcase_set_timeout(errors, 120);
 	tcase_add_loop_test(errors, test_bad_model, 0, N_BAD_CASES);
 	tcase_add_test(errors, test_unsupported_type);
+	tcase_add_test(errors, test_kv_type_refused);
 	tcase_add_test(errors, test_missing_file);
 	tcase_add_test(errors, test_load_cancel);
 	suite_add_tcase(s, core);

@@ -1,12 +1,15 @@
 /*
  * check_pool.c - tests of kernels/pool.c: every thread runs every job
  * exactly once, the barrier holds everyone back, workers that went to
- * sleep wake up, runs from several callers take turns, and the limits.
+ * sleep wake up, runs from several callers take turns, threads pinned
+ * to a given CPU list (read back with sched_getaffinity in each thread),
+ * per-thread offsets, and the limits.
  */
 
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -245,7 +248,182 @@ START_TEST(test_callers_take_turns)
 }
 END_TEST
 
+/* What each thread of a pinned pool saw of its own affinity. */
+struct affinity {
+	uint32_t		 nth;
+	int			 cpus[KERN_POOL_MAX_THREADS];	/* asked */
+	cpu_set_t		 got[KERN_POOL_MAX_THREADS];	/* read back */
+	ptrdiff_t		 off[KERN_POOL_MAX_THREADS];	/* offsets */
+	struct kern_pool	*pool;
+	_Atomic uint32_t	 bad;
+};
+
+static void
+job_affinity(void *arg, uint32_t ith, uint32_t nth)
+{
+	struct affinity	*a = arg;
+
+	if (nth != a->nth ||
+	    sched_getaffinity(0, sizeof(a->got[ith]), &a->got[ith]) != 0)
+		atomic_fetch_add(&a->bad, 1);
+	a->off[ith] = kern_pool_offset(a->pool, ith);
+}
+
+/* The CPUs this process may use, in order: how many stored in cpus. */
+static uint32_t
+allowed_cpus(int *cpus, uint32_t max)
+{
+	cpu_set_t	 set;
+	uint32_t	 n = 0;
+	int		 c;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	for (c = 0; c < CPU_SETSIZE && n < max; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	return n;
+}
+
+/*
+ * Runs on its own thread (pinning the caller must not leak into the
+ * other tests when Check does not fork): a pool of 4 threads on the
+ * allowed CPUs in reverse order, each reads back its affinity.
+ */
+static void *
+pin_list_main(void *arg)
+{
+	struct affinity	*a = arg;
+	int		 allowed[KERN_POOL_MAX_THREADS];
+	uint32_t	 n_allowed, i;
+	int		 run;
+
+	n_allowed = allowed_cpus(allowed, KERN_POOL_MAX_THREADS);
+	a->nth = 4;
+	for (i = 0; i < a->nth; i++)
+		a->cpus[i] = allowed[(n_allowed - 1 - i % n_allowed)];
+	if (kern_pool_new_cpus(a->nth, a->cpus, &a->pool) != 0)
+		return NULL;
+	for (i = 0; i < a->nth; i++)
+		kern_pool_set_offset(a->pool, i, (ptrdiff_t)i * 4096 - 1);
+	for (run = 0; run < 50; run++)
+		kern_pool_run(a->pool, job_affinity, a);
+	return a;
+}
+
+START_TEST(test_pin_list)
+{
+	struct affinity	*a;
+	pthread_t	 t;
+	void		*ret = NULL;
+	uint32_t	 i;
+
+	unsetenv("HEARTH_PIN");
+	a = calloc(1, sizeof(*a));
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(pthread_create(&t, NULL, pin_list_main, a), 0);
+	ck_assert_int_eq(pthread_join(t, &ret), 0);
+	ck_assert_ptr_eq(ret, a);
+	ck_assert_uint_eq(atomic_load(&a->bad), 0);
+	ck_assert_uint_eq(kern_pool_threads(a->pool), 4);
+	for (i = 0; i < a->nth; i++) {
+		/* every thread, the caller included, on its one CPU */
+		ck_assert_int_eq(kern_pool_cpu(a->pool, i), a->cpus[i]);
+		ck_assert_int_eq(CPU_COUNT(&a->got[i]), 1);
+		ck_assert(CPU_ISSET(a->cpus[i], &a->got[i]));
+		ck_assert_int_eq(a->off[i], (ptrdiff_t)i * 4096 - 1);
+	}
+	ck_assert_int_eq(kern_pool_cpu(a->pool, 4), -1);
+	ck_assert_int_eq(kern_pool_offset(a->pool, 4), 0);
+	kern_pool_free(a->pool);
+	free(a);
+}
+END_TEST
+
 /* ---- limits ----------------------------------------------------------- */
+
+/*
+ * CPUs that do not exist here (a simulated topology's) or -1: those
+ * threads are not pinned and keep the process's CPUs; the pool works.
+ */
+static void *
+pin_missing_main(void *arg)
+{
+	struct affinity	*a = arg;
+	int		 allowed[KERN_POOL_MAX_THREADS];
+	int		 run;
+
+	(void)allowed_cpus(allowed, KERN_POOL_MAX_THREADS);
+	a->nth = 4;
+	a->cpus[0] = CPU_SETSIZE - 1;	/* no machine here has it */
+	a->cpus[1] = allowed[0];
+	a->cpus[2] = -1;
+	a->cpus[3] = CPU_SETSIZE + 7;	/* past cpu_set_t */
+	if (kern_pool_new_cpus(a->nth, a->cpus, &a->pool) != 0)
+		return NULL;
+	for (run = 0; run < 20; run++)
+		kern_pool_run(a->pool, job_affinity, a);
+	return a;
+}
+
+START_TEST(test_pin_missing_cpus)
+{
+	struct affinity	*a;
+	cpu_set_t	 proc;
+	pthread_t	 t;
+	void		*ret = NULL;
+	uint32_t	 i;
+
+	unsetenv("HEARTH_PIN");
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(proc), &proc), 0);
+	a = calloc(1, sizeof(*a));
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(pthread_create(&t, NULL, pin_missing_main, a), 0);
+	ck_assert_int_eq(pthread_join(t, &ret), 0);
+	ck_assert_ptr_eq(ret, a);
+	ck_assert_uint_eq(atomic_load(&a->bad), 0);
+	ck_assert_int_eq(kern_pool_cpu(a->pool, 0), -1);
+	ck_assert_int_eq(kern_pool_cpu(a->pool, 1), a->cpus[1]);
+	ck_assert_int_eq(kern_pool_cpu(a->pool, 2), -1);
+	ck_assert_int_eq(kern_pool_cpu(a->pool, 3), -1);
+	for (i = 0; i < a->nth; i++) {
+		if (i == 1) {
+			ck_assert_int_eq(CPU_COUNT(&a->got[i]), 1);
+			continue;
+		}
+		ck_assert(CPU_EQUAL(&a->got[i], &proc));
+	}
+	kern_pool_free(a->pool);
+
+	/* HEARTH_PIN=0: a list pins nothing */
+	setenv("HEARTH_PIN", "0", 1);
+	ck_assert_int_eq(kern_pool_new_cpus(4, a->cpus, &a->pool), 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(kern_pool_cpu(a->pool, i), -1);
+	kern_pool_free(a->pool);
+	unsetenv("HEARTH_PIN");
+	free(a);
+}
+END_TEST
+
+START_TEST(test_pin_list_limits)
+{
+	struct kern_pool	*p = (struct kern_pool *)&p;
+	int			 cpus[2] = { -1, -1 };
+
+	ck_assert_int_eq(kern_pool_new_cpus(0, cpus, &p), -EINVAL);
+	ck_assert_int_eq(kern_pool_new_cpus(KERN_POOL_MAX_THREADS + 1, cpus,
+	    &p), -EINVAL);
+	ck_assert_ptr_eq(p, (struct kern_pool *)&p);	/* untouched */
+	/* NULL list: kern_pool_new */
+	ck_assert_int_eq(kern_pool_new_cpus(2, NULL, &p), 0);
+	ck_assert_uint_eq(kern_pool_threads(p), 2);
+	ck_assert_int_eq(kern_pool_cpu(p, 0), -1);	/* caller unpinned */
+	kern_pool_free(p);
+	ck_assert_int_eq(kern_pool_cpu(NULL, 0), -1);
+	ck_assert_int_eq(kern_pool_offset(NULL, 0), 0);
+	kern_pool_set_offset(NULL, 0, 5);		/* no-op */
+}
+END_TEST
 
 START_TEST(test_default_and_oversubscribed)
 {
@@ -338,6 +516,7 @@ pool_suite(void)
 	tcase_add_test(tc, test_results_visible);
 	tcase_add_test(tc, test_wake_after_sleep);
 	tcase_add_test(tc, test_callers_take_turns);
+	tcase_add_test(tc, test_pin_list);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("limits");
@@ -345,6 +524,8 @@ pool_suite(void)
 	tcase_add_test(tc, test_default_and_oversubscribed);
 	tcase_add_test(tc, test_single_and_null);
 	tcase_add_test(tc, test_max_threads);
+	tcase_add_test(tc, test_pin_missing_cpus);
+	tcase_add_test(tc, test_pin_list_limits);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

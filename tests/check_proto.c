@@ -193,6 +193,9 @@ request_eq(const struct proto_request *a, const struct proto_request *b)
 		ck_assert(a->u.load.keep_alive == b->u.load.keep_alive);
 		ck_assert(a->u.load.has_pin == b->u.load.has_pin);
 		ck_assert(a->u.load.pin == b->u.load.pin);
+		ck_assert(a->u.load.has_numa == b->u.load.has_numa);
+		if (a->u.load.has_numa)
+			ck_assert_int_eq(a->u.load.numa, b->u.load.numa);
 		break;
 	case PROTO_MSG_GENERATE:
 		ck_assert_str_eq(a->u.generate.model, b->u.generate.model);
@@ -625,6 +628,7 @@ START_TEST(test_roundtrip_requests)
 		{ "assistant", "", 0 },
 	};
 	struct proto_request	 r;
+	int			 i;
 
 	proto_request_init(&r, PROTO_MSG_HELLO, 1);
 	r.u.hello.client = "hearth 0.1.0 (test)";
@@ -658,6 +662,11 @@ START_TEST(test_roundtrip_requests)
 	roundtrip_request(&r);
 	r.u.load.pin = false;		/* unpin */
 	roundtrip_request(&r);
+	r.u.load.has_numa = true;	/* every NUMA policy */
+	for (i = (int)PROTO_NUMA_AUTO; i <= (int)PROTO_NUMA_REPLICATE; i++) {
+		r.u.load.numa = (enum proto_numa)i;
+		roundtrip_request(&r);
+	}
 
 	/* generate: text, then ids, every option set */
 	proto_request_init(&r, PROTO_MSG_GENERATE, 8);
@@ -1231,6 +1240,76 @@ START_TEST(test_load_pin)
 	mp_s("pin");
 	msgpack_pack_uint64(&mp, 1);
 	expect_req(-EBADMSG, PROTO_E_BAD_REQUEST, "pin");
+}
+END_TEST
+
+START_TEST(test_load_numa)
+{
+	static const char *const bad[] = { "far", "", "LOCAL", "local ",
+	    "replicated" };
+	struct proto_request	 out;
+	struct proto_err	 e;
+	enum proto_numa		 n;
+	size_t			 i;
+
+	/* names <-> values */
+	ck_assert_str_eq(proto_numa_name(PROTO_NUMA_AUTO), "auto");
+	ck_assert_str_eq(proto_numa_name(PROTO_NUMA_LOCAL), "local");
+	ck_assert_str_eq(proto_numa_name(PROTO_NUMA_INTERLEAVE), "interleave");
+	ck_assert_str_eq(proto_numa_name(PROTO_NUMA_REPLICATE), "replicate");
+	ck_assert_ptr_null(proto_numa_name((enum proto_numa)4));
+	ck_assert_int_eq(proto_numa_parse("replicate", &n), 0);
+	ck_assert_int_eq(n, PROTO_NUMA_REPLICATE);
+	ck_assert_int_eq(proto_numa_parse("far", &n), -EINVAL);
+	ck_assert_int_eq(proto_numa_parse(NULL, &n), -EINVAL);
+	ck_assert_int_eq(n, PROTO_NUMA_REPLICATE);	/* untouched */
+
+	/* absent: has_numa false */
+	req_begin("load", 1);
+	mp_s("model");
+	mp_s("m");
+	ck_assert_int_eq(proto_unpack_request(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert(!out.u.load.has_numa);
+	proto_request_free(&out);
+	mp_end();
+
+	/* with pin and numa */
+	req_begin("load", 3);
+	mp_s("model");
+	mp_s("m");
+	mp_s("numa");
+	mp_s("interleave");
+	mp_s("pin");
+	msgpack_pack_true(&mp);
+	ck_assert_int_eq(proto_unpack_request(sb.data, sb.size, &lim, &out,
+	    &e), 0);
+	ck_assert(out.u.load.has_numa && out.u.load.has_pin);
+	ck_assert_int_eq(out.u.load.numa, PROTO_NUMA_INTERLEAVE);
+	proto_request_free(&out);
+	mp_end();
+
+	/* unknown policies and wrong types: bad_request naming the field */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		req_begin("load", 2);
+		mp_s("model");
+		mp_s("m");
+		mp_s("numa");
+		mp_s(bad[i]);
+		expect_req(-EINVAL, PROTO_E_BAD_REQUEST, "unknown policy");
+	}
+	req_begin("load", 2);
+	mp_s("model");
+	mp_s("m");
+	mp_s("numa");
+	msgpack_pack_uint64(&mp, 1);
+	expect_req(-EBADMSG, PROTO_E_BAD_REQUEST, "numa");
+	req_begin("load", 2);
+	mp_s("model");
+	mp_s("m");
+	mp_s("numa");
+	msgpack_pack_nil(&mp);
+	expect_req(-EBADMSG, PROTO_E_BAD_REQUEST, "numa");
 }
 END_TEST
 
@@ -2560,6 +2639,7 @@ proto_suite(void)
 	tcase_add_test(tc, test_unknown_fields);
 	tcase_add_test(tc, test_optional_defaults);
 	tcase_add_test(tc, test_load_pin);
+	tcase_add_test(tc, test_load_numa);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_utf8_and_names);
 	tcase_add_test(tc, test_pack_error);

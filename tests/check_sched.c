@@ -1404,6 +1404,146 @@ START_TEST(test_context_limits)
 }
 END_TEST
 
+/*
+ * Texts tokenized on the tokenizer thread (tok_async_min 0: every text
+ * goes there) give what tokenizing at admission gives: the same ids,
+ * the same greedy answer, the same counts in errors; cancelled or
+ * dropped while they wait for it, they end as any other.
+ */
+START_TEST(test_async_tokens)
+{
+	static const char text[] = "the quick brown fox jumps over the lazy "
+	    "dog";
+	static char big[4 * N_CTX];
+	static int32_t ids[4 * N_CTX], want[16];
+	struct eng_err err = { "" };
+	struct model *m = gen_model();
+	struct got *g = malloc(sizeof(*g));
+	const struct proto_response *x;
+	const struct proto_error *e;
+	const struct proto_done *d;
+	struct sched_params p;
+	struct sched_req *r;
+	struct sched *s = NULL;
+	size_t n, nb, nw;
+	char msg[128];
+	int i;
+
+	sched_params_default(&p, m);
+	p.n_parallel = 2;
+	p.n_batch = 64;
+	p.prefill_chunk = 16;
+	p.max_queue = 64;
+	p.tok_async_min = 0;
+	ck_assert_msg(sched_new(m, &p, post_cb, NULL, &s, &err) == 0,
+	    "sched_new: %s", err.msg);
+	memset(big, 'q', sizeof(big) - 1);
+
+	/* tokenize: the ids of tok_encode, all of them past the context */
+	r = mk_req(PROTO_MSG_TOKENIZE, 1, 1, 1000);
+	r->req.u.tokenize.text = text;
+	r->req.u.tokenize.text_len = strlen(text);
+	submit(s, r);
+	x = resp(wait_final(1, 1));
+	ck_assert_int_eq(x->type, PROTO_MSG_REPLY);
+	ck_assert_int_eq(tok_encode(m->tok, text, strlen(text), true, false,
+	    ids, 4 * N_CTX, &n), 0);
+	ck_ids(x->u.tokenize.ids, x->u.tokenize.n_ids, ids, n, "tokenize");
+	r = mk_req(PROTO_MSG_TOKENIZE, 1, 2, 1000);
+	r->req.u.tokenize.text = big;
+	r->req.u.tokenize.text_len = sizeof(big) - 1;
+	submit(s, r);
+	x = resp(wait_final(1, 2));
+	ck_assert_int_eq(x->type, PROTO_MSG_REPLY);
+	ck_assert_int_eq(tok_encode(m->tok, big, sizeof(big) - 1, true, false,
+	    ids, 4 * N_CTX, &nb), 0);
+	ck_assert_uint_gt(nb, N_CTX + 1);
+	ck_ids(x->u.tokenize.ids, x->u.tokenize.n_ids, ids, nb, "tokenize big");
+
+	/* a generate from text answers as from its ids */
+	ck_assert_int_eq(tok_encode(m->tok, text, strlen(text), true, false,
+	    ids, 4 * N_CTX, &n), 0);
+	nw = ref_gen(m, ids, n, 12, want);
+	r = mk_req(PROTO_MSG_GENERATE, 1, 3, 1000);
+	r->req.u.generate.input.text = text;
+	r->req.u.generate.input.text_len = strlen(text);
+	r->req.u.generate.opts.max_tokens = 12;
+	r->req.u.generate.opts.stream = true;
+	r->max_tokens = 12;
+	submit(s, r);
+	d = wait_done(1, 3);
+	ck_assert_uint_eq(d->prompt_tokens, n);
+	got_tokens(1, 3, g);
+	ck_ids(g->ids, g->n_ids, want, nw, "generate from text");
+
+	/* too long: refused with the real count; eval and embed too */
+	r = mk_req(PROTO_MSG_GENERATE, 1, 4, 1000);
+	r->req.u.generate.input.text = big;
+	r->req.u.generate.input.text_len = sizeof(big) - 1;
+	submit(s, r);
+	e = wait_error(1, 4, PROTO_E_TOO_LARGE);
+	snprintf(msg, sizeof(msg), "prompt of %zu tokens exceeds the context "
+	    "of %u", nb, N_CTX);
+	ck_assert_str_eq(e->message, msg);
+	r = mk_req(PROTO_MSG_EVAL, 1, 5, 1000);
+	r->req.u.eval.input.text = text;
+	r->req.u.eval.input.text_len = strlen(text);
+	r->req.u.eval.add_bos = true;
+	submit(s, r);
+	x = resp(wait_final(1, 5));
+	ck_assert_int_eq(x->type, PROTO_MSG_REPLY);
+	ck_ids(x->u.eval.tokens, x->u.eval.n_tokens, ids, n, "eval");
+	r = mk_req(PROTO_MSG_EMBED, 1, 6, 1000);
+	r->req.u.embed.input.text = big;
+	r->req.u.embed.input.text_len = sizeof(big) - 1;
+	submit(s, r);
+	(void)wait_error(1, 6, PROTO_E_TOO_LARGE);
+
+	/* cancelled while they wait for the tokenizer thread */
+	for (i = 0; i < 4; i++) {
+		r = mk_req(PROTO_MSG_TOKENIZE, 1, 10 + (uint64_t)i, 1000);
+		r->req.u.tokenize.text = big;
+		r->req.u.tokenize.text_len = sizeof(big) - 1;
+		submit(s, r);
+	}
+	r = mk_req(PROTO_MSG_GENERATE, 1, 20, 1000);
+	r->req.u.generate.input.text = text;
+	r->req.u.generate.input.text_len = strlen(text);
+	submit(s, r);
+	ck_assert(sched_cancel(s, 1, 20));
+	d = wait_done(1, 20);
+	ck_assert_int_eq(d->reason, PROTO_REASON_CANCELLED);
+	ck_assert_uint_eq(d->generated_tokens, 0);
+	for (i = 0; i < 4; i++)
+		(void)wait_final(1, 10 + (uint64_t)i);
+	/* dropped: nothing is posted for them */
+	for (i = 0; i < 4; i++) {
+		r = mk_req(PROTO_MSG_GENERATE, 2, 1 + (uint64_t)i, 1000);
+		r->req.u.generate.input.text = i % 2 ? big : text;
+		r->req.u.generate.input.text_len = i % 2 ? sizeof(big) - 1 :
+		    strlen(text);
+		submit(s, r);
+	}
+	sched_drop_conn(s, 2);
+	for (i = 0; i < 2000 && !sched_idle(s); i++)
+		usleep(1000);
+	ck_assert_uint_eq(n_frames(2, 0), 0);
+	/* and a text after all that */
+	r = mk_req(PROTO_MSG_GENERATE, 3, 1, 1000);
+	r->req.u.generate.input.text = text;
+	r->req.u.generate.input.text_len = strlen(text);
+	r->req.u.generate.opts.max_tokens = 12;
+	r->req.u.generate.opts.stream = true;
+	r->max_tokens = 12;
+	submit(s, r);
+	(void)wait_done(3, 1);
+	got_tokens(3, 1, g);
+	ck_ids(g->ids, g->n_ids, want, nw, "generate from text, again");
+	free(g);
+	finish(s, m);
+}
+END_TEST
+
 /* ---- errors ---------------------------------------------------------- */
 
 START_TEST(test_bad_requests)
@@ -1567,6 +1707,7 @@ sched_suite(void)
 	tcase_add_test(tc, test_drop_conn);
 	tcase_add_test(tc, test_pause);
 	tcase_add_test(tc, test_context_limits);
+	tcase_add_test(tc, test_async_tokens);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

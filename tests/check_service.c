@@ -529,6 +529,7 @@ START_TEST(test_config_good)
 	    "n_parallel = 8\n"
 	    "n_ctx = 2048\n"
 	    "n_batch = 256\n"
+	    "kv_type = q8_0\n"
 	    "prefill_chunk = 64\n"
 	    "max_queue = 32\n"
 	    "template = chatml\n"
@@ -617,8 +618,12 @@ START_TEST(test_config_errors)
 		{ "[daemon]\nnuma = far\n", 2, "numa" },
 		{ "[daemon]\nsocket = relative.sock\n", 2, "absolute" },
 		{ "[daemon]\nsocket_mode = 999\n", 2, "socket_mode" },
-		{ "[model tiny]\nkv_type = q8_0\n", 2,
-		    "kv_type: 'q8_0' is not supported (only f16)" },
+		{ "[model tiny]\nkv_type = q4_0\n", 2,
+		    "kv_type: 'q4_0' is not f16 or q8_0" },
+		{ "[daemon]\nn_ctx = 512\nkv_type = f32\n", 3,
+		    "kv_type: 'f32' is not f16 or q8_0" },
+		{ "[model tiny]\nkv_type =\n", 2,
+		    "kv_type: '' is not f16 or q8_0" },
 		{ "[model tiny]\npin = maybe\n", 2, "pin" },
 		{ "[model a/b]\n", 1, "not a model name" },
 		{ "[model tiny]\n[model tiny]\n", 2, "again (first at line 1)" },
