@@ -258,13 +258,16 @@ __attribute__((target("avx512f,avx512vnni")))
 static double
 peak_vnni512(void)
 {
+	/* 16 independent sums: vpdpbusd's latency (about 6 cycles here)
+	 * times its 2 a cycle; 8 chains measure the latency instead */
 	__m512i	 a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-	__m512i	 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+	__m512i	 a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+	__m512i	 a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
 	__m512i	 w = _mm512_set1_epi32(0x01020304);
 	double	 t = now_s();
 	long	 i;
 
-	for (i = 0; i < PEAK_ITERS / 8; i++) {
+	for (i = 0; i < PEAK_ITERS / 16; i++) {
 		a0 = _mm512_dpbusd_epi32(a0, w, w);
 		a1 = _mm512_dpbusd_epi32(a1, w, w);
 		a2 = _mm512_dpbusd_epi32(a2, w, w);
@@ -273,16 +276,30 @@ peak_vnni512(void)
 		a5 = _mm512_dpbusd_epi32(a5, w, w);
 		a6 = _mm512_dpbusd_epi32(a6, w, w);
 		a7 = _mm512_dpbusd_epi32(a7, w, w);
+		a8 = _mm512_dpbusd_epi32(a8, w, w);
+		a9 = _mm512_dpbusd_epi32(a9, w, w);
+		a10 = _mm512_dpbusd_epi32(a10, w, w);
+		a11 = _mm512_dpbusd_epi32(a11, w, w);
+		a12 = _mm512_dpbusd_epi32(a12, w, w);
+		a13 = _mm512_dpbusd_epi32(a13, w, w);
+		a14 = _mm512_dpbusd_epi32(a14, w, w);
+		a15 = _mm512_dpbusd_epi32(a15, w, w);
 		__asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3),
 		    "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7));
+		__asm__ volatile("" : "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11),
+		    "+v"(a12), "+v"(a13), "+v"(a14), "+v"(a15));
 	}
 	t = now_s() - t;
 	a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2,
 	    a3));
 	a4 = _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6,
 	    a7));
-	__asm__ volatile("" : : "v"(a0), "v"(a4));
-	return (double)PEAK_ITERS / 8 * 8 / t * 64;	/* 64 MACs each */
+	a8 = _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10,
+	    a11));
+	a12 = _mm512_add_epi32(_mm512_add_epi32(a12, a13),
+	    _mm512_add_epi32(a14, a15));
+	__asm__ volatile("" : : "v"(a0), "v"(a4), "v"(a8), "v"(a12));
+	return (double)(PEAK_ITERS / 16) * 16 / t * 64;	/* 64 MACs each */
 }
 
 __attribute__((target("avx512f")))
@@ -365,15 +382,20 @@ static double
 bench_peak(struct kern_pool *pool, int kind)
 {
 	struct peak_job	 j;
-	double		 sum = 0;
-	uint32_t	 i;
+	double		 sum, best = 0;
+	uint32_t	 i, pass;
 
-	memset(&j, 0, sizeof(j));
-	j.kind = kind;
-	kern_pool_run(pool, peak_task, &j);
-	for (i = 0; i < kern_pool_threads(pool); i++)
-		sum += j.rate[i];
-	return sum;
+	/* best of 3 passes, as the bandwidth (others may share the CPU) */
+	for (pass = 0; pass < 3; pass++) {
+		memset(&j, 0, sizeof(j));
+		j.kind = kind;
+		kern_pool_run(pool, peak_task, &j);
+		for (sum = 0, i = 0; i < kern_pool_threads(pool); i++)
+			sum += j.rate[i];
+		if (sum > best)
+			best = sum;
+	}
+	return best;
 }
 
 static void

@@ -151,7 +151,9 @@ make_models(void)
 
 /*
  * A model whose load takes a while: about 90 MB of F32 weights, read in
- * a dozen chunks of the loader (so progress comes long before the end).
+ * a dozen chunks of the loader (so progress comes long before the end;
+ * under valgrind, where nothing holds the loader, the load outlasts a
+ * drain_timeout of 300 ms too).
  */
 static void
 write_slow(void)
@@ -195,11 +197,12 @@ print_log(void)
 /*
  * Start a hearthd on sock with models and conf, its stderr appended to
  * log, as uid (when we are root and uid is not ours): its pid once it
- * answers on the socket.
+ * answers on the socket, or -1 with *status its wait status when it
+ * ended first (exit 126: no setuid, 127: no exec).
  */
 static pid_t
-daemon_spawn(uid_t uid, const char *sock, const char *models,
-    const char *conf, const char *log)
+daemon_spawn_st(uid_t uid, const char *sock, const char *models,
+    const char *conf, const char *log, int *status)
 {
 	pid_t pid;
 	int i, fd;
@@ -227,12 +230,26 @@ daemon_spawn(uid_t uid, const char *sock, const char *models,
 			close(fd);
 			return pid;
 		}
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			break;
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return -1;
 		usleep(10000);
 	}
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+	return -1;
+}
+
+static pid_t
+daemon_spawn(uid_t uid, const char *sock, const char *models,
+    const char *conf, const char *log)
+{
+	pid_t pid;
+	int st = 0;
+
+	if ((pid = daemon_spawn_st(uid, sock, models, conf, log, &st)) > 0)
+		return pid;
 	print_log();
-	fprintf(stderr, "hearthd did not start\n");
+	fprintf(stderr, "hearthd did not start (status %d)\n", st);
 	abort();
 }
 
@@ -321,6 +338,17 @@ static long
 daemon_kb(const char *field)
 {
 	return pid_kb(g_pid, field);
+}
+
+/*
+ * pid is a sanitizer build: its address space has the terabytes of
+ * ASan's shadow, and its RSS holds freed memory in ASan's quarantine
+ * (so RSS says nothing of what hearthd gave back).
+ */
+static bool
+pid_sanitized(pid_t pid)
+{
+	return pid_kb(pid, "VmSize") > (1L << 30);
 }
 
 /* ---- the daemon's log ------------------------------------------------ */
@@ -629,6 +657,8 @@ keep_check(struct keep *k)
 	usleep(100000);
 	tc_ping(&k->c);
 	rss = daemon_kb("VmRSS");
+	if (pid_sanitized(g_pid))
+		return;		/* ASan's quarantine: valgrind checks leaks */
 	ck_assert_msg(rss <= k->rss + k->rss / 10 + 4096,
 	    "RSS %ld kB before, %ld kB after", k->rss, rss);
 }
@@ -1341,6 +1371,7 @@ START_TEST(test_sigterm_load_cancel)
 	struct freeze fz;
 	struct tc c, d;
 	int64_t id, gid;
+	bool cancelled = false;
 	size_t nb;
 	pid_t pid;
 	int r;
@@ -1381,6 +1412,7 @@ START_TEST(test_sigterm_load_cancel)
 		ck_assert(log_find("drain_timeout: ending 2 requests", 0) ==
 		    1);
 		thaw(&fz);
+		cancelled = true;
 	}
 	/* then the connections end and hearthd exits 0 */
 	r = tc_recv(&c, &resp, TIMEOUT_MS);
@@ -1390,7 +1422,8 @@ START_TEST(test_sigterm_load_cancel)
 	pid = g_pid;
 	g_pid = -1;
 	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
-	ck_assert_int_eq(log_find("registry: loaded slow:", 0), 0);
+	if (cancelled)	/* the load never completed */
+		ck_assert_int_eq(log_find("registry: loaded slow:", 0), 0);
 	tc_close(&c);
 	tc_close(&d);
 	free(g);
@@ -1517,7 +1550,7 @@ START_TEST(test_load_fails)
 	 * sanitizer (their address space is not the daemon's own).
 	 */
 	vm = daemon_kb("VmSize");
-	if (!daemon_native() || vm <= 0 || vm > (1L << 30))
+	if (!daemon_native() || vm <= 0 || pid_sanitized(g_pid))
 		fprintf(stderr, "SKIP: no address space limit on this "
 		    "hearthd (valgrind or a sanitizer build)\n");
 	else {
@@ -1588,7 +1621,9 @@ START_TEST(test_unreadable_as_user)
 	long rss0, rss;
 	struct tc c;
 	int64_t id;
+	size_t len;
 	pid_t pid;
+	int st = 0;
 	FILE *f;
 
 	if (geteuid() != 0) {
@@ -1622,7 +1657,24 @@ START_TEST(test_unreadable_as_user)
 	fclose(f);
 	chmod(conf, 0644);
 
-	pid = daemon_spawn(OTHER_UID, sock, models, conf, log);
+	pid = daemon_spawn_st(OTHER_UID, sock, models, conf, log, &st);
+	if (pid < 0) {
+		uint8_t *l = tu_read_file(log, &len);
+
+		fprintf(stderr, "---- hearthd (uid %u) log ----\n%.*s---- end "
+		    "----\n", OTHER_UID, l != NULL ? (int)len : 0,
+		    l != NULL ? (const char *)l : "");
+		free(l);
+		/* the build directory out of its reach: not hearthd's fault */
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 127,
+		    "hearthd as uid %u did not start (status %d)", OTHER_UID,
+		    st);
+		fprintf(stderr, "SKIP: uid %u cannot run %s\n", OTHER_UID,
+		    daemon_path());
+		free(want);
+		free(g);
+		return;
+	}
 	{
 		char p[64], line[256];
 		unsigned ruid = 0, euid = 0;
@@ -1652,7 +1704,7 @@ START_TEST(test_unreadable_as_user)
 	usleep(100000);
 	tc_ping(&c);
 	rss = pid_kb(pid, "VmRSS");
-	ck_assert_msg(rss <= rss0 + rss0 / 10 + 4096,
+	ck_assert_msg(pid_sanitized(pid) || rss <= rss0 + rss0 / 10 + 4096,
 	    "RSS %ld kB before, %ld kB after", rss0, rss);
 	tc_close(&c);
 	kill(pid, SIGTERM);

@@ -58,6 +58,7 @@
 #define TEST_GID	65534
 #define LONG_TOKENS	3000	/* a stream that runs until cancelled */
 #define PAUSED_TOKENS	1500	/* a stream that pauses when not read */
+#define FAIR_TOKENS	2000	/* test_fairness: A's queued requests */
 
 static char	g_dir[4096];		/* temporary directory */
 static char	g_models[4200];		/* models directory */
@@ -836,6 +837,22 @@ ps_has(struct tc *c, const char *model)
 			found = true;
 	proto_response_free(&resp);
 	return found;
+}
+
+/* Connections with work (running or queued) on a resident model. */
+static uint32_t
+ps_clients(struct tc *c, const char *model)
+{
+	struct proto_response resp;
+	uint32_t k, n = 0;
+	int64_t id = tc_simple(c, PROTO_MSG_PS, NULL);
+
+	tc_expect_reply(c, (uint64_t)id, PROTO_MSG_PS, &resp);
+	for (k = 0; k < resp.u.ps.n_models; k++)
+		if (strcmp(resp.u.ps.models[k].name, model) == 0)
+			n = resp.u.ps.models[k].clients;
+	proto_response_free(&resp);
+	return n;
 }
 
 START_TEST(test_notify)
@@ -1620,7 +1637,7 @@ START_TEST(test_fairness)
 	struct proto_err e;
 	struct timespec ts;
 	struct gen *g = gen_new();
-	struct tc c;
+	struct tc c, q;
 	char msg[1024], ch;
 	long long t_a2 = 0, t_b;
 	int ready[2], res[2], i, st;
@@ -1647,7 +1664,10 @@ START_TEST(test_fairness)
 		r[i].u.generate.model = "long";
 		r[i].u.generate.input.text = "once upon a time";
 		r[i].u.generate.input.text_len = 16;
-		r[i].u.generate.opts.max_tokens = i == 0 ? PAUSED_TOKENS : 300;
+		/* A's next two long enough that the order shows in
+		 * wall-clock time across processes */
+		r[i].u.generate.opts.max_tokens = i == 0 ? PAUSED_TOKENS :
+		    FAIR_TOKENS;
 		r[i].u.generate.opts.stream = i == 0;
 		r[i].u.generate.opts.sampling.set = PROTO_S_TEMPERATURE;
 		r[i].u.generate.opts.sampling.temperature = 0;
@@ -1671,7 +1691,13 @@ START_TEST(test_fairness)
 	close(res[1]);
 	ck_assert_int_eq(read(ready[0], &ch, 1), 1);
 	close(ready[0]);
-	usleep(100000);		/* B's request is queued */
+	/* B's request is queued when the model has two connections' work */
+	tc_open_at(&q, g_sock);
+	for (i = 0; ps_clients(&q, "long") < 2; i++) {
+		ck_assert_msg(i < 1000 * timeout_scale(), "B never queued");
+		usleep(10000);
+	}
+	tc_close(&q);
 	/* A reads again: its stream ends, then the slot goes to B before
 	 * A's next requests (round robin), though B came last */
 	ck_assert_int_eq(tc_collect(&c, 1, g, 0), 0);
