@@ -9,7 +9,8 @@
  * work over the user's max_requests waits in the user's held list (up
  * to max_queued); then it waits in the registry until its model is
  * resident and goes to the model's scheduler, which sends the rest of
- * the answer itself.
+ * the answer itself. list, show and render wait, when they must, for
+ * the registry's header threads to read the GGUF headers they need.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -87,24 +88,6 @@ dispatch_rule(struct conn *c)
 
 /* ---- chat templates ---- */
 
-/* The text of a special token of g (bos/eos) as a C string, or NULL. */
-static const char *
-dispatch_token_text(const struct gguf *g, const char *key)
-{
-	const struct gguf_kv *arr;
-	const struct gguf_str *s;
-	uint32_t id;
-
-	if (gguf_get_u32(g, key, &id) < 0 ||
-	    gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_VTYPE_STRING,
-	    &arr) < 0 || id >= arr->v.arr.n)
-		return NULL;
-	s = &((const struct gguf_str *)arr->v.arr.data)[id];
-	if (s->len == 0 || s->len > TMPL_MAX_TOKEN || strlen(s->s) != s->len)
-		return NULL;
-	return s->s;
-}
-
 /* A rendered conversation and how to read the answer. */
 struct dispatch_chat {
 	struct tmpl	 t;
@@ -116,20 +99,19 @@ struct dispatch_chat {
 
 /*
  * Choose the template (the request's, else the model's, else the
- * configured fallback) and render the messages. 0, or -errno with e.
+ * configured fallback) and render the messages. mr: the model's chat
+ * template and token texts (out->o points to them). 0, or -errno with e.
  */
 static int
-dispatch_render(struct srv *s, const char *model, const struct gguf *g,
+dispatch_render(struct srv *s, const char *model, const struct meta_render *mr,
     const struct proto_chat *ch, struct dispatch_chat *out,
     struct proto_err *e)
 {
 	const struct config_model *cm;
 	struct tmpl_msg *msgs;
 	struct eng_err ee = { "" };
-	const char *text;
 	struct tm tm;
 	time_t now;
-	size_t len;
 	uint32_t i;
 	int r;
 
@@ -144,8 +126,8 @@ dispatch_render(struct srv *s, const char *model, const struct gguf *g,
 			return proto_err_set(e, PROTO_E_INTERNAL, -EINVAL,
 			    "[model %s] template '%s' is unknown", model,
 			    cm->template_name);
-	} else if (meta_chat_template(g, &text, &len) == 0 &&
-	    tmpl_detect(text, len, &out->t) == 0) {
+	} else if (mr->tmpl != NULL &&
+	    tmpl_detect(mr->tmpl, mr->tmpl_len, &out->t) == 0) {
 		/* the model's own */
 	} else if (s->cfg->template_name != NULL) {
 		if (tmpl_from_name(s->cfg->template_name, &out->t) < 0)
@@ -156,15 +138,14 @@ dispatch_render(struct srv *s, const char *model, const struct gguf *g,
 		return proto_err_set(e, PROTO_E_BAD_REQUEST, -ENOENT,
 		    "model %s has %s; name one with the "
 		    "request's 'template' (e.g. \"chatml\") or the "
-		    "configuration's", model,
-		    meta_chat_template(g, &text, &len) == 0 ?
+		    "configuration's", model, mr->tmpl != NULL ?
 		    "a chat template hearth does not recognise, and no "
 		    "fallback is configured" :
 		    "no chat template");
 	}
 	tmpl_opts_default(&out->o);
-	out->o.bos = dispatch_token_text(g, "tokenizer.ggml.bos_token_id");
-	out->o.eos = dispatch_token_text(g, "tokenizer.ggml.eos_token_id");
+	out->o.bos = mr->bos;
+	out->o.eos = mr->eos;
 	out->o.add_generation_prompt = true;
 	out->o.enable_thinking = ch->thinking != PROTO_THINK_OFF;
 	now = time(NULL);
@@ -206,12 +187,14 @@ dispatch_chat_prompt(struct srv *s, struct reg_model *rm, struct sched_req *sr,
     struct proto_err *e)
 {
 	struct dispatch_chat dc;
+	struct meta_render mr;
 	const char *bos;
 	size_t blen = 0;
 	char *p;
 	int r;
 
-	if ((r = dispatch_render(s, rm->name, rm->m->gguf, &sr->req.u.chat, &dc,
+	meta_render_view(rm->m->gguf, &mr);
+	if ((r = dispatch_render(s, rm->name, &mr, &sr->req.u.chat, &dc,
 	    e)) < 0)
 		return r;
 	bos = dc.o.bos;
@@ -746,27 +729,57 @@ dispatch_check_model(struct conn *c, const struct proto_request *req,
 	return 0;
 }
 
-/* list, show, ps: built by the registry. */
+/* ps: built by the registry. */
 static void
-dispatch_reg_reply(struct conn *c, const struct proto_request *req)
+dispatch_ps(struct conn *c, const struct proto_request *req)
 {
 	struct proto_response resp;
 	struct proto_err e;
-	int r;
 
-	if (req->type == PROTO_MSG_SHOW &&
-	    dispatch_check_model(c, req, req->u.show.model) < 0)
-		return;
 	memset(&e, 0, sizeof(e));
 	proto_response_init(&resp, PROTO_MSG_REPLY, req->id);
 	resp.request = req->type;
-	if (req->type == PROTO_MSG_LIST)
-		r = reg_list(c->srv->reg, dispatch_list_filter,
-		    (void *)(uintptr_t)dispatch_rule(c), &resp, &e);
-	else if (req->type == PROTO_MSG_SHOW)
-		r = reg_show(c->srv->reg, req->u.show.model, &resp, &e);
+	if (reg_ps(c->srv->reg, &resp, &e) < 0)
+		dispatch_error_e(c, req->id, &e);
 	else
-		r = reg_ps(c->srv->reg, &resp, &e);
+		conn_reply(c, &resp);
+	reg_reply_free(&resp);
+}
+
+/* Answer a list, show or render whose headers are at hand (m). */
+static void
+dispatch_meta_answer(struct conn *c, const struct proto_request *req,
+    const struct reg_meta *m)
+{
+	struct proto_response resp;
+	struct dispatch_chat dc;
+	struct meta_render mr;
+	struct proto_err e;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	if (req->type == PROTO_MSG_RENDER) {
+		if (reg_render_meta(c->srv->reg, m, &mr, &e) < 0 ||
+		    dispatch_render(c->srv, req->u.chat.model, &mr,
+		    &req->u.chat, &dc, &e) < 0) {
+			dispatch_error_e(c, req->id, &e);
+			return;
+		}
+		proto_response_init(&resp, PROTO_MSG_REPLY, req->id);
+		resp.request = PROTO_MSG_RENDER;
+		resp.u.render.prompt = dc.prompt;
+		resp.u.render.prompt_len = dc.prompt_len;
+		resp.u.render.template = tmpl_name(&dc.t);
+		conn_reply(c, &resp);
+		free(dc.prompt);
+		return;
+	}
+	proto_response_init(&resp, PROTO_MSG_REPLY, req->id);
+	resp.request = req->type;
+	if (req->type == PROTO_MSG_LIST)
+		r = reg_list_reply(c->srv->reg, m, &resp, &e);
+	else
+		r = reg_show_reply(c->srv->reg, m, &resp, &e);
 	if (r < 0)
 		dispatch_error_e(c, req->id, &e);
 	else
@@ -774,38 +787,64 @@ dispatch_reg_reply(struct conn *c, const struct proto_request *req)
 	reg_reply_free(&resp);
 }
 
+/*
+ * list, show, render: answered at once when the headers they need are
+ * cached (or the model is resident), else once a header thread read
+ * them; the request waits meanwhile, counted in the connection's
+ * max_requests.
+ */
 static void
-dispatch_render_reply(struct conn *c, const struct proto_request *req)
+dispatch_meta(struct conn *c, struct proto_request *req)
 {
-	struct proto_response resp;
-	struct dispatch_chat dc;
+	struct srv *s = c->srv;
+	struct reg_meta *m = NULL;
 	struct proto_err e;
-	struct gguf *g = NULL;
-	bool owned = false;
+	struct dreq *d;
+	const char *name = NULL;
 
-	if (dispatch_check_model(c, req, req->u.chat.model) < 0)
-		return;
+	if (req->type == PROTO_MSG_SHOW)
+		name = req->u.show.model;
+	else if (req->type == PROTO_MSG_RENDER)
+		name = req->u.chat.model;
+	if (name != NULL && dispatch_check_model(c, req, name) < 0)
+		goto done;
 	memset(&e, 0, sizeof(e));
-	if (reg_gguf(c->srv->reg, req->u.chat.model, &g, &owned, &e) < 0) {
+	if (reg_meta_new(s->reg, req, dispatch_list_filter,
+	    (void *)(uintptr_t)dispatch_rule(c), &m, &e) < 0) {
 		dispatch_error_e(c, req->id, &e);
-		return;
+		goto done;
 	}
-	if (dispatch_render(c->srv, req->u.chat.model, g, &req->u.chat, &dc,
-	    &e) < 0) {
-		if (owned)
-			gguf_close(g);
-		dispatch_error_e(c, req->id, &e);
-		return;
+	if (reg_meta_ready(m)) {
+		dispatch_meta_answer(c, req, m);
+		reg_meta_free(m);
+		goto done;
 	}
-	proto_response_init(&resp, PROTO_MSG_REPLY, req->id);
-	resp.request = PROTO_MSG_RENDER;
-	resp.u.render.prompt = dc.prompt;
-	resp.u.render.prompt_len = dc.prompt_len;
-	resp.u.render.template = tmpl_name(&dc.t);
-	conn_reply(c, &resp);
-	free(dc.prompt);
-	if (owned)
-		gguf_close(g);
+	if (c->n_reqs >= s->cfg->max_requests) {
+		conn_error(c, req->id, PROTO_E_BUSY, "%u requests in flight "
+		    "on this connection; wait for some to end", c->n_reqs);
+		reg_meta_free(m);
+		goto done;
+	}
+	if ((d = conn_req_new(c, req->id, req->type)) == NULL) {
+		conn_error(c, req->id, PROTO_E_INTERNAL, "out of memory");
+		reg_meta_free(m);
+		goto done;
+	}
+	d->req = *req;
+	memset(req, 0, sizeof(*req));
+	if (reg_meta_wait(m, d, &e) < 0)	/* m freed */
+		dispatch_fail(d, e.code, "%s", e.msg);
+	return;		/* counted when it ends */
+done:
+	s->requests++;
+	proto_request_free(req);
+}
+
+void
+dispatch_meta_done(struct dreq *d, struct reg_meta *m)
+{
+	dispatch_meta_answer(d->conn, &d->req, m);
+	conn_req_end(d);
 }
 
 static void
@@ -968,11 +1007,11 @@ dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
 		break;
 	case PROTO_MSG_LIST:
 	case PROTO_MSG_SHOW:
-	case PROTO_MSG_PS:
-		dispatch_reg_reply(c, &req);
-		break;
 	case PROTO_MSG_RENDER:
-		dispatch_render_reply(c, &req);
+		dispatch_meta(c, &req);
+		return;		/* req moved or freed; counted */
+	case PROTO_MSG_PS:
+		dispatch_ps(c, &req);
 		break;
 	case PROTO_MSG_UNLOAD:
 		dispatch_unload(c, &req);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "meta.h"
+#include "template.h"
 
 #define META_FTYPE_GUESSED	1024	/* llama.cpp's "guessed" flag */
 
@@ -277,4 +278,87 @@ meta_chat_template(const struct gguf *g, const char **text, size_t *len)
 	*text = s->s;
 	*len = s->len;
 	return 0;
+}
+
+const char *
+meta_token_text(const struct gguf *g, const char *key)
+{
+	const struct gguf_kv *arr;
+	const struct gguf_str *s;
+	uint32_t id;
+
+	if (gguf_get_u32(g, key, &id) < 0 ||
+	    gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_VTYPE_STRING,
+	    &arr) < 0 || id >= arr->v.arr.n)
+		return NULL;
+	s = &((const struct gguf_str *)arr->v.arr.data)[id];
+	if (s->len == 0 || s->len > TMPL_MAX_TOKEN || strlen(s->s) != s->len)
+		return NULL;
+	return s->s;
+}
+
+void
+meta_render_view(const struct gguf *g, struct meta_render *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (meta_chat_template(g, &out->tmpl, &out->tmpl_len) < 0) {
+		out->tmpl = NULL;
+		out->tmpl_len = 0;
+	}
+	out->bos = meta_token_text(g, "tokenizer.ggml.bos_token_id");
+	out->eos = meta_token_text(g, "tokenizer.ggml.eos_token_id");
+}
+
+int
+meta_render_copy(const struct meta_render *in, struct meta_render *out)
+{
+	size_t tl = in->tmpl != NULL ? in->tmpl_len : 0;
+	size_t bl = in->bos != NULL ? strlen(in->bos) : 0;
+	size_t el = in->eos != NULL ? strlen(in->eos) : 0;
+	struct meta_render r;
+	char *p;
+
+	memset(&r, 0, sizeof(r));
+	if ((r.buf = malloc(tl + bl + el + 3)) == NULL)
+		return -ENOMEM;
+	p = r.buf;
+	if (in->tmpl != NULL) {
+		memcpy(p, in->tmpl, tl);
+		p[tl] = '\0';
+		r.tmpl = p;
+		r.tmpl_len = tl;
+	}
+	p += tl + 1;
+	if (in->bos != NULL) {
+		memcpy(p, in->bos, bl + 1);
+		r.bos = p;
+	}
+	p += bl + 1;
+	if (in->eos != NULL) {
+		memcpy(p, in->eos, el + 1);
+		r.eos = p;
+	}
+	*out = r;
+	return 0;
+}
+
+void
+meta_render_free(struct meta_render *r)
+{
+	if (r == NULL)
+		return;
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}
+
+size_t
+meta_show_bytes(const struct meta_show *s)
+{
+	size_t i, n;
+
+	n = (size_t)s->n_meta * sizeof(*s->meta) + s->n_strs *
+	    sizeof(*s->strs);
+	for (i = 0; i < s->n_strs; i++)
+		n += strlen(s->strs[i]) + 1;
+	return n;
 }

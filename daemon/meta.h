@@ -58,6 +58,32 @@ int  meta_chat_template(const struct gguf *g, const char **text,
 	    size_t *len);
 
 /*
+ * What rendering a chat needs from a model's metadata: its chat
+ * template and the texts of its BOS and EOS tokens. A view points into
+ * a struct gguf (valid while it is open); a copy owns its text (buf).
+ */
+struct meta_render {
+	const char	*tmpl;		/* tokenizer.chat_template or NULL */
+	size_t		 tmpl_len;	/* bytes of tmpl */
+	const char	*bos;		/* BOS text (C string) or NULL */
+	const char	*eos;		/* EOS text (C string) or NULL */
+	char		*buf;		/* copy: the three texts; view: NULL */
+};
+
+/*
+ * The text of the special token whose id is at key (e.g.
+ * "tokenizer.ggml.bos_token_id") as a C string of at most
+ * TMPL_MAX_TOKEN bytes, or NULL.
+ */
+const char *meta_token_text(const struct gguf *g, const char *key);
+void meta_render_view(const struct gguf *g, struct meta_render *out);
+/* An owned copy of a view: 0 or -ENOMEM. */
+int  meta_render_copy(const struct meta_render *in, struct meta_render *out);
+void meta_render_free(struct meta_render *r);	/* NULL ok */
+/* Bytes a meta_show and a meta_render hold (for cache accounting). */
+size_t meta_show_bytes(const struct meta_show *s);
+
+/*
  * Copy s (len bytes) into dst (size > 0 bytes, NUL-terminated) as a
  * protocol label: whole UTF-8 characters only, '?' for invalid bytes
  * and control characters, cut to fit.

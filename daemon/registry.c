@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <math.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +28,100 @@
 #define REG_EXT_LEN	5
 #define REG_PROGRESS_STEP 100	/* progress events per load at most */
 
-/* What list knows of one file, kept while the file does not change. */
-struct reg_cache {
-	char			*name;
+#define REG_META_THREADS 2	/* header threads at most */
+#define REG_CACHE_MAX	64	/* headers in the cache at most */
+#define REG_CACHE_BYTES	(32u << 20)	/* and their bytes at most */
+
+/* The state of a file a header was read from. */
+struct reg_key {
 	dev_t			 dev;
 	ino_t			 ino;
 	off_t			 size;
 	struct timespec		 mtime;
-	struct meta_info	 info;
-	bool			 seen;	/* in the latest scan */
-	TAILQ_ENTRY(reg_cache)	 entry;
+};
+
+/*
+ * What hearthd needs of one file's header, read on a header thread and
+ * then, on the loop, shared (refs) by the cache and the requests using
+ * it. Never changed once read.
+ */
+struct reg_hdr {
+	uint32_t		 refs;		/* loop: owners */
+	struct reg_key		 key;		/* the file when it was read */
+	bool			 stable;	/* the same after the read */
+	uint32_t		 max_items;	/* the limits show was cut to */
+	uint32_t		 max_text;
+	size_t			 bytes;		/* memory held, about */
+	int			 open_rc;	/* gguf_open: 0 or -errno */
+	char			 open_msg[ENG_ERR_MAX];	/* its message */
+	struct meta_info	 info;		/* list */
+	int			 show_rc;	/* meta_show: 0 or -ENOMEM */
+	struct meta_show	 show;		/* show */
+	int			 shape_rc;	/* budget_shape_gguf: 0, -errno */
+	char			 shape_msg[ENG_ERR_MAX];	/* its message */
+	struct budget_shape	 shape;		/* a load's cost */
+	int			 render_rc;	/* 0 or -ENOMEM */
+	struct meta_render	 render;	/* render and chat (a copy) */
+};
+
+/* A header in the cache. */
+struct reg_cache {
+	char			*path;		/* the file */
+	struct reg_hdr		*hdr;		/* one ref */
+	TAILQ_ENTRY(reg_cache)	 entry;		/* most recently used first */
+	bool			 seen;		/* list: in the latest scan */
+};
+
+/* One file a reg_meta needs. */
+struct reg_item {
+	char			*name;		/* model name */
+	char			*path;		/* its file */
+	struct reg_key		 key;		/* its stat when asked */
+	uint64_t		 size;		/* list: bytes */
+	struct reg_hdr		*hdr;		/* one ref; NULL: not read (yet),
+						 * or out of memory */
+	bool			 wait;		/* its read is asked for */
+};
+
+enum reg_meta_kind {
+	REG_META_LIST,
+	REG_META_SHOW,
+	REG_META_RENDER,
+	REG_META_ADMIT,		/* a load's cost (rm) */
+};
+
+struct reg_meta {
+	struct registry		*reg;
+	enum reg_meta_kind	 kind;
+	struct dreq		*d;		/* waiting; NULL: none or gone */
+	struct reg_model	*rm;		/* ADMIT; NULL: gone */
+	bool			 from_model;	/* show/render: the resident
+						 * model's metadata */
+	struct reg_item		*items;		/* [n_items] */
+	size_t			 n_items;
+	uint32_t		 n_wait;	/* reads not back yet */
+	bool			 linked;	/* in reg->metas */
+	TAILQ_ENTRY(reg_meta)	 entry;		/* in reg->metas */
+};
+
+/* A reg_meta waiting for a job: which of its items. */
+struct reg_jwait {
+	struct reg_meta		*m;
+	size_t			 item;		/* index in m->items */
+};
+
+/* One header read, asked by the loop, done by a header thread. */
+struct reg_job {
+	char			*path;		/* the file */
+	struct reg_key		 key;		/* its stat when asked (dedup) */
+	struct proto_limits	 limits;	/* show's */
+	struct reg_hdr		*hdr;		/* the result (thread); NULL:
+						 * out of memory */
+	struct reg_jwait	*waits;		/* [n_waits] (loop) */
+	size_t			 n_waits;
+	size_t			 cap_waits;
+	STAILQ_ENTRY(reg_job)	 q;		/* in todo or done (lock) */
+	TAILQ_ENTRY(reg_job)	 entry;		/* in reg->jobs until handled */
 };
 
 struct registry {
@@ -45,10 +130,32 @@ struct registry {
 	char			*dir_real;	/* its realpath, for links */
 	TAILQ_HEAD(, reg_model)	 models;	/* loading or resident */
 	uint32_t		 n_models;
-	TAILQ_HEAD(, reg_cache)	 cache;		/* list info by file */
+	TAILQ_HEAD(reg_cache_head, reg_cache) cache;	/* headers by file,
+						 * most recently used first */
+	uint32_t		 n_cache;
+	size_t			 cache_bytes;
 	uint64_t		 gone_prompt;	/* tokens of unloaded models */
 	uint64_t		 gone_generated;
 	struct numa_usage	 usage;		/* placements of admitted models */
+	/* header threads */
+	struct reg_model	 meta_mark;	/* d->model of requests waiting
+						 * for headers (a mark, not a
+						 * model) */
+	TAILQ_HEAD(, reg_meta)	 metas;		/* waiting for headers */
+	TAILQ_HEAD(, reg_job)	 jobs;		/* asked, not handled yet */
+	struct event		*ev_meta;	/* headers are done */
+	sem_t			 meta_sem;	/* one post a job to read, and
+						 * one a thread to stop (a post
+						 * never waits for a thread, even
+						 * one held by a debugger) */
+	pthread_mutex_t		 meta_lock;	/* protects the fields below */
+	STAILQ_HEAD(, reg_job)	 todo;		/* to read */
+	STAILQ_HEAD(, reg_job)	 done;		/* read, for the loop */
+	pthread_t		 meta_threads[REG_META_THREADS];
+	uint32_t		 n_meta_threads;
+	uint32_t		 meta_idle;	/* threads waiting for work */
+	uint32_t		 n_todo;	/* jobs in todo */
+	bool			 meta_stop;
 };
 
 static struct numa_topo	reg_topo;	/* the machine's or simulated */
@@ -58,8 +165,9 @@ static uint64_t		reg_ram;	/* RAM the budget is a share of */
 /* Memory a reply points into, kept in resp->mem until reg_reply_free. */
 struct reg_reply_mem {
 	void			*array;		/* list/ps entries */
-	struct meta_show	 show;
-	struct gguf		*g;		/* show: opened for it */
+	struct meta_show	 show;		/* show: its entries (strings
+						 * of the model's or the
+						 * header's, or its own) */
 	char			 strs[5][4 * NUMA_REASON_MAX]; /* show:
 						 * residency values */
 	char			*labels;	/* ps: [n][PROTO_MAX_LABEL + 1]
@@ -73,6 +181,11 @@ static int  reg_start_load(struct reg_model *rm, struct proto_err *err);
 static void reg_release(struct reg_model *rm);
 static void reg_load_opts(const struct config *cfg, const char *name,
 	    struct reg_load_opts *lo);
+
+static void reg_meta_cb(evutil_socket_t, short, void *);
+static void reg_meta_threads_stop(struct registry *r);
+static void reg_hdr_unref(struct reg_hdr *h);
+static void reg_job_free(struct reg_job *j);
 
 int
 reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
@@ -96,9 +209,13 @@ reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
 	    (r->dir = strdup(dir)) == NULL ||
-	    (r->dir_real = realpath(dir, NULL)) == NULL) {
-		if (r != NULL)
+	    (r->dir_real = realpath(dir, NULL)) == NULL ||
+	    (r->ev_meta = event_new(s->base, -1, 0, reg_meta_cb, r)) ==
+	    NULL) {
+		if (r != NULL) {
 			free(r->dir);
+			free(r->dir_real);
+		}
 		free(r);
 		snprintf(err, errsize, "out of memory");
 		return -ENOMEM;
@@ -106,6 +223,22 @@ reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
 	r->srv = s;
 	TAILQ_INIT(&r->models);
 	TAILQ_INIT(&r->cache);
+	TAILQ_INIT(&r->metas);
+	TAILQ_INIT(&r->jobs);
+	STAILQ_INIT(&r->todo);
+	STAILQ_INIT(&r->done);
+	pthread_mutex_init(&r->meta_lock, NULL);
+	if (sem_init(&r->meta_sem, 0, 0) != 0) {
+		event_free(r->ev_meta);
+		free(r->dir);
+		free(r->dir_real);
+		free(r);
+		snprintf(err, errsize, "semaphore: %s", strerror(errno));
+		return -ENOMEM;
+	}
+	r->meta_mark.reg = r;
+	TAILQ_INIT(&r->meta_mark.waiters);
+	TAILQ_INIT(&r->meta_mark.unloaders);
 	*out = r;
 	return 0;
 }
@@ -115,9 +248,13 @@ reg_free(struct registry *r)
 {
 	struct reg_model *rm;
 	struct reg_cache *ce;
+	struct reg_meta *m;
+	struct reg_job *j;
 
 	if (r == NULL)
 		return;
+	/* a header being read is read to its end */
+	reg_meta_threads_stop(r);
 	TAILQ_FOREACH(rm, &r->models, entry)
 		atomic_store(&rm->cancel, true);
 	while ((rm = TAILQ_FIRST(&r->models)) != NULL) {
@@ -131,14 +268,504 @@ reg_free(struct registry *r)
 			log_info("registry: unloading %s", rm->name);
 		reg_model_free(rm);
 	}
+	/* every job is in jobs, and in todo or done or neither */
+	while ((j = TAILQ_FIRST(&r->jobs)) != NULL) {
+		TAILQ_REMOVE(&r->jobs, j, entry);
+		reg_job_free(j);
+	}
+	while ((m = TAILQ_FIRST(&r->metas)) != NULL)
+		reg_meta_free(m);	/* unlinks it */
 	while ((ce = TAILQ_FIRST(&r->cache)) != NULL) {
 		TAILQ_REMOVE(&r->cache, ce, entry);
-		free(ce->name);
+		reg_hdr_unref(ce->hdr);
+		free(ce->path);
 		free(ce);
 	}
+	event_free(r->ev_meta);
+	pthread_mutex_destroy(&r->meta_lock);
+	sem_destroy(&r->meta_sem);
 	free(r->dir);
 	free(r->dir_real);
 	free(r);
+}
+
+/* ---- headers: read on header threads, cached by file ---- */
+
+static void
+reg_key_of(const struct stat *st, struct reg_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->dev = st->st_dev;
+	k->ino = st->st_ino;
+	k->size = st->st_size;
+	k->mtime = st->st_mtim;
+}
+
+static bool
+reg_key_eq(const struct reg_key *a, const struct reg_key *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	    a->mtime.tv_sec == b->mtime.tv_sec &&
+	    a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Bytes a weight takes in the kernels' layout (0: as in the GGUF). */
+static uint64_t
+reg_pack_size(uint32_t type, uint64_t rows, uint64_t cols, void *arg)
+{
+	const struct kern_ops *ops = arg;
+
+	if (ops == NULL || ops->layout == KERN_LAYOUT_ROWS)
+		return 0;
+	return ops->pack_size(type, (size_t)rows, (size_t)cols);
+}
+
+/*
+ * Header thread: read the header of path and keep what list, show,
+ * render and a load's cost need. NULL when out of memory.
+ */
+static struct reg_hdr *
+reg_hdr_read(const char *path, const struct proto_limits *l)
+{
+	struct eng_err ee = { "" };
+	struct meta_render view;
+	struct reg_hdr *h;
+	struct stat a, b;
+	struct gguf *g;
+	bool have_a;
+	int rc;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	h->refs = 1;
+	h->max_items = l->max_items;
+	h->max_text = l->max_text;
+	have_a = stat(path, &a) == 0;
+	if (have_a)
+		reg_key_of(&a, &h->key);
+	if ((rc = gguf_open(path, &g, &ee)) < 0) {
+		h->open_rc = rc;
+		snprintf(h->open_msg, sizeof(h->open_msg), "%s", ee.msg);
+	} else {
+		meta_info(g, &h->info);
+		h->show_rc = meta_show(g, l, &h->show);
+		ee.msg[0] = '\0';
+		h->shape_rc = budget_shape_gguf(g, reg_pack_size,
+		    (void *)kern_ops(), &h->shape, &ee);
+		if (h->shape_rc < 0)
+			snprintf(h->shape_msg, sizeof(h->shape_msg), "%s",
+			    ee.msg);
+		meta_render_view(g, &view);
+		h->render_rc = meta_render_copy(&view, &h->render);
+		gguf_close(g);
+	}
+	/* a file that changed meanwhile is answered from, not cached */
+	if (have_a && stat(path, &b) == 0) {
+		struct reg_key kb;
+
+		reg_key_of(&b, &kb);
+		h->stable = reg_key_eq(&h->key, &kb);
+	}
+	h->bytes = sizeof(*h) + meta_show_bytes(&h->show) +
+	    (h->render.tmpl != NULL ? h->render.tmpl_len : 0) +
+	    (h->render.bos != NULL ? strlen(h->render.bos) : 0) +
+	    (h->render.eos != NULL ? strlen(h->render.eos) : 0);
+	return h;
+}
+
+static struct reg_hdr *
+reg_hdr_ref(struct reg_hdr *h)
+{
+	if (h != NULL)
+		h->refs++;
+	return h;
+}
+
+static void
+reg_hdr_unref(struct reg_hdr *h)
+{
+	if (h == NULL || --h->refs > 0)
+		return;
+	meta_show_free(&h->show);
+	meta_render_free(&h->render);
+	free(h);
+}
+
+/* Header thread: read what is asked until told to stop. */
+static void *
+reg_meta_main(void *arg)
+{
+	struct registry *r = arg;
+	struct reg_job *j;
+
+	(void)pthread_setname_np(pthread_self(), "hearth-meta");
+	for (;;) {
+		pthread_mutex_lock(&r->meta_lock);
+		r->meta_idle++;
+		pthread_mutex_unlock(&r->meta_lock);
+		while (sem_wait(&r->meta_sem) != 0 && errno == EINTR)
+			;
+		pthread_mutex_lock(&r->meta_lock);
+		r->meta_idle--;
+		if (r->meta_stop || (j = STAILQ_FIRST(&r->todo)) == NULL) {
+			pthread_mutex_unlock(&r->meta_lock);
+			break;
+		}
+		STAILQ_REMOVE_HEAD(&r->todo, q);
+		r->n_todo--;
+		pthread_mutex_unlock(&r->meta_lock);
+		j->hdr = reg_hdr_read(j->path, &j->limits);
+		pthread_mutex_lock(&r->meta_lock);
+		STAILQ_INSERT_TAIL(&r->done, j, q);
+		pthread_mutex_unlock(&r->meta_lock);
+		event_active(r->ev_meta, EV_READ, 0);
+	}
+	return NULL;
+}
+
+/* Stop and join the header threads (a read in progress ends first). */
+static void
+reg_meta_threads_stop(struct registry *r)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&r->meta_lock);
+	r->meta_stop = true;
+	pthread_mutex_unlock(&r->meta_lock);
+	for (i = 0; i < r->n_meta_threads; i++)
+		sem_post(&r->meta_sem);
+	for (i = 0; i < r->n_meta_threads; i++)
+		pthread_join(r->meta_threads[i], NULL);
+	r->n_meta_threads = 0;
+}
+
+static void
+reg_job_free(struct reg_job *j)
+{
+	if (j == NULL)
+		return;
+	reg_hdr_unref(j->hdr);
+	free(j->waits);
+	free(j->path);
+	free(j);
+}
+
+/*
+ * The cached header of path when it is still the file's (key) and was
+ * cut to today's limits; it becomes the most recently used. NULL if
+ * none.
+ */
+static struct reg_hdr *
+reg_cache_find(struct registry *r, const char *path, const struct reg_key *key)
+{
+	const struct proto_limits *l = &r->srv->limits;
+	struct reg_cache *ce;
+
+	TAILQ_FOREACH(ce, &r->cache, entry)
+		if (strcmp(ce->path, path) == 0)
+			break;
+	if (ce == NULL || !reg_key_eq(&ce->hdr->key, key) ||
+	    ce->hdr->max_items != l->max_items ||
+	    ce->hdr->max_text != l->max_text)
+		return NULL;
+	if (ce != TAILQ_FIRST(&r->cache)) {
+		TAILQ_REMOVE(&r->cache, ce, entry);
+		TAILQ_INSERT_HEAD(&r->cache, ce, entry);
+	}
+	return ce->hdr;
+}
+
+static void
+reg_cache_remove(struct registry *r, struct reg_cache *ce)
+{
+	TAILQ_REMOVE(&r->cache, ce, entry);
+	r->n_cache--;
+	r->cache_bytes -= ce->hdr->bytes;
+	reg_hdr_unref(ce->hdr);
+	free(ce->path);
+	free(ce);
+}
+
+/* Keep h as path's header (replacing an older one); evict the least
+ * recently used over the limits. */
+static void
+reg_cache_put(struct registry *r, const char *path, struct reg_hdr *h)
+{
+	struct reg_cache *ce;
+
+	TAILQ_FOREACH(ce, &r->cache, entry)
+		if (strcmp(ce->path, path) == 0)
+			break;
+	if (ce != NULL)
+		reg_cache_remove(r, ce);
+	if (h->bytes > REG_CACHE_BYTES / 4)
+		return;		/* not worth the others */
+	if ((ce = calloc(1, sizeof(*ce))) == NULL ||
+	    (ce->path = strdup(path)) == NULL) {
+		free(ce);
+		return;
+	}
+	ce->hdr = reg_hdr_ref(h);
+	TAILQ_INSERT_HEAD(&r->cache, ce, entry);
+	r->n_cache++;
+	r->cache_bytes += h->bytes;
+	while (r->n_cache > REG_CACHE_MAX ||
+	    r->cache_bytes > REG_CACHE_BYTES)
+		reg_cache_remove(r, TAILQ_LAST(&r->cache, reg_cache_head));
+}
+
+/* Ask a header thread for path (key), or join the same read asked. */
+static struct reg_job *
+reg_job_get(struct registry *r, const char *path, const struct reg_key *key,
+    int *rc)
+{
+	struct reg_job *j;
+	pthread_t t;
+	int e;
+
+	TAILQ_FOREACH(j, &r->jobs, entry)
+		if (strcmp(j->path, path) == 0 && reg_key_eq(&j->key, key))
+			return j;
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->path = strdup(path)) == NULL) {
+		free(j);
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	j->key = *key;
+	j->limits = r->srv->limits;
+	pthread_mutex_lock(&r->meta_lock);
+	/* another thread when every one is busy, up to the limit */
+	if (r->n_todo + 1 > r->meta_idle &&
+	    r->n_meta_threads < REG_META_THREADS) {
+		if ((e = pthread_create(&t, NULL, reg_meta_main, r)) == 0)
+			r->meta_threads[r->n_meta_threads++] = t;
+		else if (r->n_meta_threads == 0) {
+			pthread_mutex_unlock(&r->meta_lock);
+			reg_job_free(j);
+			*rc = -e;
+			return NULL;
+		}
+	}
+	STAILQ_INSERT_TAIL(&r->todo, j, q);
+	r->n_todo++;
+	pthread_mutex_unlock(&r->meta_lock);
+	sem_post(&r->meta_sem);
+	TAILQ_INSERT_TAIL(&r->jobs, j, entry);
+	return j;
+}
+
+/* Link item i of m to a read of its header. 0 or -errno. */
+static int
+reg_job_wait(struct reg_meta *m, size_t i)
+{
+	struct reg_item *it = &m->items[i];
+	struct reg_jwait *w;
+	struct reg_job *j;
+	size_t cap;
+	int rc = 0;
+
+	if ((j = reg_job_get(m->reg, it->path, &it->key, &rc)) == NULL)
+		return rc;
+	if (j->n_waits == j->cap_waits) {
+		cap = j->cap_waits ? 2 * j->cap_waits : 4;
+		if ((w = realloc(j->waits, cap * sizeof(*w))) == NULL)
+			return -ENOMEM;	/* the job runs on, for the cache */
+		j->waits = w;
+		j->cap_waits = cap;
+	}
+	j->waits[j->n_waits].m = m;
+	j->waits[j->n_waits].item = i;
+	j->n_waits++;
+	it->wait = true;
+	m->n_wait++;
+	return 0;
+}
+
+static struct reg_meta *
+reg_meta_alloc(struct registry *r, enum reg_meta_kind kind, size_t n)
+{
+	struct reg_meta *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->items = calloc(n ? n : 1, sizeof(*m->items))) == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->reg = r;
+	m->kind = kind;
+	return m;
+}
+
+/* Add a file to m (path is taken over); its header if cached. */
+static void
+reg_meta_item(struct reg_meta *m, const char *name, char *path,
+    const struct stat *st)
+{
+	struct reg_item *it = &m->items[m->n_items++];
+
+	it->name = strdup(name);
+	it->path = path;
+	if (st != NULL) {
+		reg_key_of(st, &it->key);
+		it->size = (uint64_t)st->st_size;
+		it->hdr = reg_hdr_ref(reg_cache_find(m->reg, path, &it->key));
+	}
+}
+
+void
+reg_meta_free(struct reg_meta *m)
+{
+	struct reg_job *j;
+	size_t i, k;
+
+	if (m == NULL)
+		return;
+	if (m->linked) {
+		TAILQ_REMOVE(&m->reg->metas, m, entry);
+		m->linked = false;
+	}
+	/* reads still out: they must not come back to m */
+	if (m->n_wait > 0)
+		TAILQ_FOREACH(j, &m->reg->jobs, entry)
+			for (k = 0; k < j->n_waits; k++)
+				if (j->waits[k].m == m)
+					j->waits[k].m = NULL;
+	if (m->rm != NULL)
+		m->rm->hdr_wait = NULL;
+	for (i = 0; i < m->n_items; i++) {
+		free(m->items[i].name);
+		free(m->items[i].path);
+		reg_hdr_unref(m->items[i].hdr);
+	}
+	free(m->items);
+	free(m);
+}
+
+bool
+reg_meta_ready(const struct reg_meta *m)
+{
+	size_t i;
+
+	if (m->from_model)
+		return true;
+	for (i = 0; i < m->n_items; i++)
+		if (m->items[i].hdr == NULL && m->items[i].name != NULL &&
+		    m->items[i].path != NULL)
+			return false;
+	return true;
+}
+
+/* Ask for every header m lacks and link it; 0 or -errno. */
+static int
+reg_meta_start(struct reg_meta *m)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < m->n_items; i++) {
+		if (m->items[i].hdr != NULL || m->items[i].name == NULL ||
+		    m->items[i].path == NULL)
+			continue;
+		if ((rc = reg_job_wait(m, i)) < 0)
+			return rc;
+	}
+	TAILQ_INSERT_TAIL(&m->reg->metas, m, entry);
+	m->linked = true;
+	return 0;
+}
+
+int
+reg_meta_wait(struct reg_meta *m, struct dreq *d, struct proto_err *err)
+{
+	int rc;
+
+	if ((rc = reg_meta_start(m)) < 0) {
+		reg_meta_free(m);
+		return proto_err_set(err, PROTO_E_INTERNAL, rc, rc == -ENOMEM ?
+		    "out of memory" : "cannot start a header thread: %s",
+		    strerror(-rc));
+	}
+	m->d = d;
+	d->model = &m->reg->meta_mark;
+	d->state = DREQ_NONE;
+	return 0;
+}
+
+/* d (waiting for headers) ends before they are read. */
+static void
+reg_meta_detach(struct registry *r, struct dreq *d)
+{
+	struct reg_meta *m;
+
+	TAILQ_FOREACH(m, &r->metas, entry)
+		if (m->d == d) {
+			m->d = NULL;
+			break;
+		}
+}
+
+static void reg_admit_done(struct reg_meta *m);
+
+/* Every header of m is read: answer (or go on with the load). */
+static void
+reg_meta_finish(struct reg_meta *m)
+{
+	struct dreq *d = m->d;
+
+	if (m->kind == REG_META_ADMIT) {
+		if (m->rm != NULL)
+			reg_admit_done(m);	/* frees m */
+		else
+			reg_meta_free(m);
+		return;
+	}
+	if (d != NULL) {
+		m->d = NULL;
+		d->model = NULL;
+		d->state = DREQ_NONE;
+		dispatch_meta_done(d, m);
+	}
+	reg_meta_free(m);
+}
+
+/* The loop: headers came back from the header threads. */
+static void
+reg_meta_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct registry *r = arg;
+	STAILQ_HEAD(, reg_job) q;
+	struct reg_meta *m;
+	struct reg_job *j;
+	size_t k;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&r->meta_lock);
+	STAILQ_INIT(&q);
+	STAILQ_CONCAT(&q, &r->done);
+	pthread_mutex_unlock(&r->meta_lock);
+	while ((j = STAILQ_FIRST(&q)) != NULL) {
+		STAILQ_REMOVE_HEAD(&q, q);
+		/* j stays in jobs meanwhile: metas freed or joining it while
+		 * its waiters are answered find it there */
+		if (j->hdr != NULL && j->hdr->open_rc < 0)
+			log_debug("registry: header of %s: %s", j->path,
+			    j->hdr->open_msg);
+		if (j->hdr != NULL && j->hdr->stable)
+			reg_cache_put(r, j->path, j->hdr);
+		for (k = 0; k < j->n_waits; k++) {
+			if ((m = j->waits[k].m) == NULL)
+				continue;	/* gone */
+			j->waits[k].m = NULL;
+			m->items[j->waits[k].item].hdr = reg_hdr_ref(j->hdr);
+			m->items[j->waits[k].item].wait = false;
+			if (--m->n_wait == 0)
+				reg_meta_finish(m);
+		}
+		TAILQ_REMOVE(&r->jobs, j, entry);
+		reg_job_free(j);
+	}
 }
 
 /* ---- names and files ---- */
@@ -538,16 +1165,6 @@ reg_budget(const struct registry *r)
 	return budget_default(reg_ram);
 }
 
-/* Bytes a weight takes in the kernels' layout (0: as in the GGUF). */
-static uint64_t
-reg_pack_size(uint32_t type, uint64_t rows, uint64_t cols, void *arg)
-{
-	const struct kern_ops *ops = arg;
-
-	if (ops == NULL || ops->layout == KERN_LAYOUT_ROWS)
-		return 0;
-	return ops->pack_size(type, (size_t)rows, (size_t)cols);
-}
 
 /* The NUMA policy of a model: its [model] section, else [daemon]'s. */
 static enum numa_policy
@@ -561,32 +1178,73 @@ reg_policy(const struct config *cfg, const char *name)
 }
 
 /*
- * A model's cost and placement from its file's header, with the load
+ * REPLICATE on several nodes: a copy of the weights only on the nodes
+ * where workers run (a node whose CPUs are all taken, or a thread count
+ * below the node count, leaves one without); at least one copy. The
+ * placement's memory per node (weight_bytes a copy) and its reason say
+ * so.
+ */
+static void
+reg_trim_replicas(struct numa_place *p, uint64_t weight_bytes)
+{
+	uint64_t workers = 0, drop;
+	char ids[160];
+	size_t len, o = 0;
+	uint32_t i;
+
+	if (p->policy != NUMA_POLICY_REPLICATE || p->single_node ||
+	    p->weight_nodes == 0)
+		return;
+	for (i = 0; i < p->n_threads && i < NUMA_MAX_THREADS; i++)
+		if (p->thread_node[i] < 64)
+			workers |= (uint64_t)1 << p->thread_node[i];
+	if ((p->weight_nodes & workers) == 0)	/* keep the first copy */
+		workers = p->weight_nodes & -p->weight_nodes;
+	if ((drop = p->weight_nodes & ~workers) == 0)
+		return;
+	ids[0] = '\0';
+	for (i = 0; i < reg_topo.n_nodes && i < 64; i++) {
+		if (!(drop >> i & 1))
+			continue;
+		p->node_bytes[i] = p->node_bytes[i] > weight_bytes ?
+		    p->node_bytes[i] - weight_bytes : 0;
+		if (o < sizeof(ids))
+			o += (size_t)snprintf(ids + o, sizeof(ids) - o, "%s%u",
+			    o > 0 ? "," : "", reg_topo.nodes[i].id);
+	}
+	p->weight_nodes &= ~drop;
+	len = strlen(p->reason);
+	if (len < sizeof(p->reason))
+		snprintf(p->reason + len, sizeof(p->reason) - len, "; no "
+		    "worker on node%s %s: no copy there", __builtin_popcountll(
+		    drop) == 1 ? "" : "s", ids);
+}
+
+/*
+ * A model's cost and placement from its file's header h, with the load
  * options lo: 0, or -errno with err (model_error).
  */
 static int
-reg_estimate(struct registry *r, const char *name, const char *path,
+reg_estimate(struct registry *r, const char *name, const struct reg_hdr *h,
     const struct reg_load_opts *lo, enum numa_policy policy,
     struct budget_cost *cost, uint32_t *n_ctx, struct numa_place *place,
     uint32_t *copies, struct proto_err *err)
 {
-	struct eng_err ee = { "" };
 	struct budget_shape sh;
 	struct numa_want w;
-	struct gguf *g;
 	int rc;
 
-	if ((rc = gguf_open(path, &g, &ee)) < 0)
-		return proto_err_set(err, rc == -ENOMEM ? PROTO_E_INTERNAL :
-		    PROTO_E_MODEL_ERROR, rc, "cannot load model %s: %s", name,
-		    ee.msg);
-	memset(&sh, 0, sizeof(sh));
-	rc = budget_shape_gguf(g, reg_pack_size, (void *)kern_ops(), &sh,
-	    &ee);
-	gguf_close(g);
-	if (rc < 0)
-		return proto_err_set(err, PROTO_E_MODEL_ERROR, rc,
-		    "cannot load model %s: %s", name, ee.msg);
+	if (h == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if (h->open_rc < 0)
+		return proto_err_set(err, h->open_rc == -ENOMEM ?
+		    PROTO_E_INTERNAL : PROTO_E_MODEL_ERROR, h->open_rc,
+		    "cannot load model %s: %s", name, h->open_msg);
+	if (h->shape_rc < 0)
+		return proto_err_set(err, PROTO_E_MODEL_ERROR, h->shape_rc,
+		    "cannot load model %s: %s", name, h->shape_msg);
+	sh = h->shape;
 	/* as reg_sched_params will set it */
 	sh.n_ctx = 4096;
 	if (sh.n_ctx_train > 0 && sh.n_ctx_train < sh.n_ctx)
@@ -612,6 +1270,7 @@ reg_estimate(struct registry *r, const char *name, const char *path,
 	if ((rc = numa_place(&reg_topo, &r->usage, &w, place)) < 0)
 		return proto_err_set(err, PROTO_E_INTERNAL, rc,
 		    "model %s: no NUMA placement: %s", name, strerror(-rc));
+	reg_trim_replicas(place, cost->weights);
 	/* replicate on several nodes: the budget counts every copy */
 	*copies = 1;
 	if (place->policy == NUMA_POLICY_REPLICATE && !place->single_node &&
@@ -719,9 +1378,11 @@ out:
 	return rc;
 }
 
-/* Cost, place and admit rm for a (re)load; 0 or -errno with err. */
+/* Cost, place and admit rm for a (re)load from its header h; 0 or -errno
+ * with err. */
 static int
-reg_prepare(struct reg_model *rm, struct proto_err *err)
+reg_prepare(struct reg_model *rm, const struct reg_hdr *h,
+    struct proto_err *err)
 {
 	struct registry *r = rm->reg;
 	int rc;
@@ -730,11 +1391,116 @@ reg_prepare(struct reg_model *rm, struct proto_err *err)
 	reg_load_opts(r->srv->cfg, rm->name, &rm->lo);
 	rm->policy = rm->numa_asked >= 0 ? (enum numa_policy)rm->numa_asked :
 	    reg_policy(r->srv->cfg, rm->name);
-	if ((rc = reg_estimate(r, rm->name, rm->path, &rm->lo, rm->policy,
+	if ((rc = reg_estimate(r, rm->name, h, &rm->lo, rm->policy,
 	    &rm->cost, &rm->n_ctx, &rm->place, &rm->n_copies, err)) < 0)
 		return rc;
 	reg_bind(rm);
 	return reg_admit(r, rm, err);
+}
+
+/*
+ * Start a (re)load of rm: cost, place, admit and start the loader when
+ * its header is cached; else ask for the header (rm waits, LOADING, and
+ * reg_admit_done goes on). 0 or -errno with err.
+ */
+static int
+reg_begin(struct reg_model *rm, struct proto_err *err)
+{
+	struct registry *r = rm->reg;
+	struct reg_hdr *h = NULL;
+	struct reg_meta *m;
+	struct stat st;
+	char *path;
+	int rc;
+
+	if (stat(rm->path, &st) == 0) {
+		struct reg_key k;
+
+		reg_key_of(&st, &k);
+		h = reg_cache_find(r, rm->path, &k);
+	}
+	if (h != NULL) {
+		if ((rc = reg_prepare(rm, h, err)) < 0)
+			return rc;
+		return reg_start_load(rm, err);
+	}
+	/* a file that cannot be stat'ed: gguf_open says why */
+	if ((m = reg_meta_alloc(r, REG_META_ADMIT, 1)) == NULL ||
+	    (path = strdup(rm->path)) == NULL) {
+		reg_meta_free(m);
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	}
+	reg_meta_item(m, rm->name, path, NULL);
+	if (stat(rm->path, &st) == 0)
+		reg_key_of(&st, &m->items[0].key);
+	if ((rc = reg_meta_start(m)) < 0) {
+		reg_meta_free(m);
+		return proto_err_set(err, PROTO_E_INTERNAL, rc, rc == -ENOMEM ?
+		    "out of memory" : "cannot start a header thread: %s",
+		    strerror(-rc));
+	}
+	reg_release(rm);
+	m->rm = rm;
+	rm->hdr_wait = m;
+	rm->state = REG_LOADING;
+	rm->load_start = srv_now();
+	return 0;
+}
+
+static void reg_fail_waiters(struct reg_model *rm, enum proto_code code,
+	    const char *msg);
+static void reg_remove(struct reg_model *rm);
+static void reg_answer_unloaders(struct reg_model *rm);
+static void reg_after_unload(struct reg_model *rm);
+
+/* The header of a load came (m: REG_META_ADMIT): go on with it. */
+static void
+reg_admit_done(struct reg_meta *m)
+{
+	struct reg_model *rm = m->rm;
+	struct proto_err e;
+	struct dreq *d;
+	int rc;
+
+	m->rm = NULL;
+	rm->hdr_wait = NULL;
+	memset(&e, 0, sizeof(e));
+	if (rm->unload_asked) {
+		/* unloaded before it loaded: as a cancelled load */
+		reg_meta_free(m);
+		log_info("registry: loading %s cancelled", rm->name);
+		reg_answer_unloaders(rm);
+		reg_after_unload(rm);
+		return;
+	}
+	if ((rc = reg_prepare(rm, m->items[0].hdr, &e)) == 0)
+		rc = reg_start_load(rm, &e);
+	reg_meta_free(m);
+	if (rc == 0)
+		return;
+	if (e.code == PROTO_E_NONE)
+		e.code = PROTO_E_INTERNAL;
+	if (rm->preload)
+		log_warnx("registry: cannot preload %s: %s", rm->name, e.msg);
+	if (rm->again) {
+		reg_fail_waiters(rm, PROTO_E_INTERNAL, e.msg);
+	} else {
+		/* as reg_use would have answered at once */
+		while ((d = TAILQ_FIRST(&rm->waiters)) != NULL) {
+			TAILQ_REMOVE(&rm->waiters, d, model_entry);
+			d->model = NULL;
+			d->state = DREQ_NONE;
+			log_debug("conn %llu: %s %llu: %s",
+			    (unsigned long long)d->conn->id,
+			    proto_msg_name(d->type) ? proto_msg_name(d->type) :
+			    "?", (unsigned long long)d->id, e.msg);
+			dispatch_fail(d, e.code, "%s", e.msg[0] ? e.msg :
+			    "internal error");
+		}
+	}
+	srv_changed(rm->reg->srv);
+	reg_remove(rm);
 }
 
 int
@@ -808,8 +1574,8 @@ reg_use_numa(struct registry *r, const char *name, bool has_ka,
 	rm->last_use = srv_now();
 	TAILQ_INIT(&rm->waiters);
 	TAILQ_INIT(&rm->unloaders);
-	if ((rc = reg_prepare(rm, err)) < 0 ||
-	    (rc = reg_start_load(rm, err)) < 0) {
+	rm->state = REG_LOADING;
+	if ((rc = reg_begin(rm, err)) < 0) {
 		reg_model_free(rm);
 		return rc;
 	}
@@ -847,6 +1613,13 @@ reg_detach(struct dreq *d)
 
 	if (rm == NULL)
 		return;
+	if (rm == &rm->reg->meta_mark) {
+		/* waiting for headers */
+		reg_meta_detach(rm->reg, d);
+		d->model = NULL;
+		d->state = DREQ_NONE;
+		return;
+	}
 	switch (d->state) {
 	case DREQ_WAITING:
 		TAILQ_REMOVE(&rm->waiters, d, model_entry);
@@ -975,7 +1748,8 @@ reg_after_unload(struct reg_model *rm)
 		return;
 	}
 	memset(&e, 0, sizeof(e));
-	if (reg_prepare(rm, &e) < 0 || reg_start_load(rm, &e) < 0) {
+	rm->again = true;
+	if (reg_begin(rm, &e) < 0) {
 		reg_fail_waiters(rm, PROTO_E_INTERNAL, e.msg);
 		reg_remove(rm);
 	}
@@ -1094,6 +1868,9 @@ reg_placement(const struct reg_model *rm, char *buf, size_t size)
 		c[0] = '\0';
 	else if (rm->place.single_node)
 		snprintf(c, sizeof(c), "; one copy of the weights (one node)");
+	else if (copies == 1)
+		snprintf(c, sizeof(c), "; one copy of the weights (workers on "
+		    "one node)");
 	else
 		snprintf(c, sizeof(c), "; %u copies of the weights%s", copies,
 		    rm->m != NULL && copies < rm->n_copies ? " (fewer than "
@@ -1255,6 +2032,10 @@ reg_model_free(struct reg_model *rm)
 
 	if (rm == NULL)
 		return;
+	if (rm->hdr_wait != NULL) {
+		rm->hdr_wait->rm = NULL;	/* dropped when read */
+		rm->hdr_wait = NULL;
+	}
 	while ((d = TAILQ_FIRST(&rm->waiters)) != NULL) {
 		TAILQ_REMOVE(&rm->waiters, d, model_entry);
 		d->model = NULL;
@@ -1297,47 +2078,8 @@ reg_reply_free(struct proto_response *resp)
 	free(mem->array);
 	free(mem->labels);
 	meta_show_free(&mem->show);
-	gguf_close(mem->g);
 	free(mem);
 	resp->mem = NULL;
-}
-
-/* The cache entry of a file, refreshed when it changed; NULL: no memory. */
-static struct reg_cache *
-reg_cache_get(struct registry *r, const char *name, const char *path,
-    const struct stat *st)
-{
-	struct eng_err err = { "" };
-	struct reg_cache *ce;
-	struct gguf *g;
-
-	TAILQ_FOREACH(ce, &r->cache, entry)
-		if (strcmp(ce->name, name) == 0)
-			break;
-	if (ce != NULL && ce->dev == st->st_dev && ce->ino == st->st_ino &&
-	    ce->size == st->st_size &&
-	    ce->mtime.tv_sec == st->st_mtim.tv_sec &&
-	    ce->mtime.tv_nsec == st->st_mtim.tv_nsec)
-		return ce;
-	if (ce == NULL) {
-		if ((ce = calloc(1, sizeof(*ce))) == NULL ||
-		    (ce->name = strdup(name)) == NULL) {
-			free(ce);
-			return NULL;
-		}
-		TAILQ_INSERT_TAIL(&r->cache, ce, entry);
-	}
-	ce->dev = st->st_dev;
-	ce->ino = st->st_ino;
-	ce->size = st->st_size;
-	ce->mtime = st->st_mtim;
-	memset(&ce->info, 0, sizeof(ce->info));
-	if (gguf_open(path, &g, &err) == 0) {
-		meta_info(g, &ce->info);
-		gguf_close(g);
-	} else
-		log_debug("registry: list: %s", err.msg);
-	return ce;
 }
 
 static int
@@ -1348,105 +2090,236 @@ reg_cmp_info(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-int
-reg_list(struct registry *r, reg_filter_fn filter, void *arg,
-    struct proto_response *resp, struct proto_err *err)
+/* List: the directory now, filtered; headers from the cache. */
+static int
+reg_meta_list(struct registry *r, reg_filter_fn filter, void *arg,
+    struct reg_meta **out, struct proto_err *err)
 {
-	struct proto_model_info *v = NULL, *nv;
-	struct reg_reply_mem *mem;
+	struct reg_meta *m = NULL;
+	struct reg_item *ni;
 	struct reg_cache *ce, *tmp;
-	struct reg_model *rm;
 	struct dirent *de;
 	struct proto_err fe;
 	struct stat st;
 	char name[NAME_MAX + 1], *path;
-	size_t len, n = 0, cap = 0;
+	size_t len, cap = 16;
+	bool whole = true;
 	DIR *dir;
 
-	if ((mem = reg_reply_mem(resp)) == NULL)
+	if ((m = reg_meta_alloc(r, REG_META_LIST, cap)) == NULL)
 		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
 		    "out of memory");
-	if ((dir = opendir(r->dir)) == NULL)
+	if ((dir = opendir(r->dir)) == NULL) {
+		reg_meta_free(m);
 		return proto_err_set(err, PROTO_E_INTERNAL, -errno,
 		    "models directory %s: %s", r->dir, strerror(errno));
+	}
 	TAILQ_FOREACH(ce, &r->cache, entry)
 		ce->seen = false;
-	while ((de = readdir(dir)) != NULL && n < r->srv->limits.max_items) {
+	while ((de = readdir(dir)) != NULL) {
+		if (m->n_items >= r->srv->limits.max_items) {
+			whole = false;
+			break;
+		}
 		len = strlen(de->d_name);
 		if (len <= REG_EXT_LEN ||
 		    strcmp(de->d_name + len - REG_EXT_LEN, REG_EXT) != 0)
 			continue;
 		memcpy(name, de->d_name, len - REG_EXT_LEN);
 		name[len - REG_EXT_LEN] = '\0';
-		if (proto_check_model_name(name, NULL) < 0 ||
-		    (filter != NULL && !filter(name, arg)))
+		if (proto_check_model_name(name, NULL) < 0)
 			continue;
-		if (asprintf(&path, "%s/%s", r->dir, de->d_name) < 0)
+		if (asprintf(&path, "%s/%s", r->dir, de->d_name) < 0) {
+			whole = false;
 			break;
+		}
+		/* a file still here keeps its header (list or not) */
+		TAILQ_FOREACH(ce, &r->cache, entry)
+			if (strcmp(ce->path, path) == 0)
+				ce->seen = true;
 		memset(&fe, 0, sizeof(fe));
-		if (reg_check_file(r, name, path, &st, &fe) < 0 ||
-		    (ce = reg_cache_get(r, name, path, &st)) == NULL) {
+		if ((filter != NULL && !filter(name, arg)) ||
+		    reg_check_file(r, name, path, &st, &fe) < 0) {
 			free(path);
 			continue;
 		}
-		free(path);
-		ce->seen = true;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			if ((nv = realloc(v, cap * sizeof(*v))) == NULL)
+		if (m->n_items == cap) {
+			cap *= 2;
+			if ((ni = realloc(m->items, cap * sizeof(*ni))) ==
+			    NULL) {
+				free(path);
+				whole = false;
 				break;
-			v = nv;
+			}
+			m->items = ni;
+			memset(ni + m->n_items, 0, (cap - m->n_items) *
+			    sizeof(*ni));
 		}
-		v[n].name = ce->name;
-		v[n].size = (uint64_t)st.st_size;
-		v[n].arch = ce->info.arch;
-		v[n].quant = ce->info.quant;
-		v[n].params = ce->info.params;
-		v[n].license = ce->info.license;
-		rm = reg_find(r, name);
-		v[n].resident = rm != NULL && rm->m != NULL;
-		n++;
+		reg_meta_item(m, name, path, &st);
 	}
 	closedir(dir);
 	/* forget files that are gone */
-	for (ce = TAILQ_FIRST(&r->cache); ce != NULL; ce = tmp) {
+	for (ce = TAILQ_FIRST(&r->cache); whole && ce != NULL; ce = tmp) {
 		tmp = TAILQ_NEXT(ce, entry);
-		if (!ce->seen) {
-			TAILQ_REMOVE(&r->cache, ce, entry);
-			free(ce->name);
-			free(ce);
-		}
+		if (!ce->seen && strncmp(ce->path, r->dir, strlen(r->dir)) ==
+		    0)
+			reg_cache_remove(r, ce);
+	}
+	*out = m;
+	return 0;
+}
+
+/* Show, render: the resident model, else the file's header. */
+static int
+reg_meta_model(struct registry *r, enum reg_meta_kind kind, const char *name,
+    struct reg_meta **out, struct proto_err *err)
+{
+	struct reg_model *rm;
+	struct reg_meta *m;
+	struct stat st;
+	char *path;
+	int rc;
+
+	if ((m = reg_meta_alloc(r, kind, 1)) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if ((rm = reg_find(r, name)) != NULL && rm->m != NULL) {
+		m->from_model = true;
+		reg_meta_item(m, name, NULL, NULL);
+		*out = m;
+		return 0;
+	}
+	if ((rc = reg_path(r, name, &path, err)) < 0) {
+		reg_meta_free(m);
+		return rc;
+	}
+	/* reg_path checked it: a stat that fails now is a race that
+	 * gguf_open reports */
+	if (stat(path, &st) == 0)
+		reg_meta_item(m, name, path, &st);
+	else
+		reg_meta_item(m, name, path, NULL);
+	*out = m;
+	return 0;
+}
+
+int
+reg_meta_new(struct registry *r, const struct proto_request *req,
+    reg_filter_fn filter, void *arg, struct reg_meta **out,
+    struct proto_err *err)
+{
+	switch (req->type) {
+	case PROTO_MSG_LIST:
+		return reg_meta_list(r, filter, arg, out, err);
+	case PROTO_MSG_SHOW:
+		return reg_meta_model(r, REG_META_SHOW, req->u.show.model, out,
+		    err);
+	case PROTO_MSG_RENDER:
+		return reg_meta_model(r, REG_META_RENDER, req->u.chat.model,
+		    out, err);
+	default:
+		return proto_err_set(err, PROTO_E_INTERNAL, -EINVAL,
+		    "%s has no headers to read", proto_msg_name(req->type) ?
+		    proto_msg_name(req->type) : "?");
+	}
+}
+
+int
+reg_list_reply(struct registry *r, const struct reg_meta *m,
+    struct proto_response *resp, struct proto_err *err)
+{
+	struct proto_model_info *v;
+	struct reg_reply_mem *mem;
+	const struct reg_item *it;
+	struct reg_model *rm;
+	size_t i, n = 0;
+
+	if ((mem = reg_reply_mem(resp)) == NULL ||
+	    (v = calloc(m->n_items ? m->n_items : 1, sizeof(*v))) == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	mem->array = v;
+	for (i = 0; i < m->n_items; i++) {
+		it = &m->items[i];
+		if (it->name == NULL || it->hdr == NULL)
+			continue;	/* out of memory */
+		v[n].name = it->name;
+		v[n].size = it->size;
+		v[n].arch = it->hdr->info.arch;
+		v[n].quant = it->hdr->info.quant;
+		v[n].params = it->hdr->info.params;
+		v[n].license = it->hdr->info.license;
+		rm = reg_find(r, it->name);
+		v[n].resident = rm != NULL && rm->m != NULL;
+		n++;
 	}
 	if (n > 0)
 		qsort(v, n, sizeof(*v), reg_cmp_info);
-	mem->array = v;
 	resp->u.list.models = v;
 	resp->u.list.n_models = (uint32_t)n;
 	return 0;
 }
 
-int
-reg_gguf(struct registry *r, const char *name, struct gguf **g, bool *owned,
+/*
+ * The header of a show or render (m from reg_meta_model, not from the
+ * model): 0 with *out, or -errno with err when it could not be read.
+ */
+static int
+reg_meta_hdr(const struct reg_meta *m, const struct reg_hdr **out,
     struct proto_err *err)
 {
-	struct eng_err ee = { "" };
+	const struct reg_hdr *h = m->n_items > 0 ? m->items[0].hdr : NULL;
+
+	if (h == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if (h->open_rc < 0)
+		return proto_err_set(err, h->open_rc == -ENOMEM ?
+		    PROTO_E_INTERNAL : PROTO_E_MODEL_ERROR, h->open_rc, "%s",
+		    h->open_msg);
+	*out = h;
+	return 0;
+}
+
+/* The resident model of a show or render from the model: 0 with *out,
+ * or -errno with err. */
+static int
+reg_meta_rm(struct registry *r, const struct reg_meta *m,
+    struct reg_model **out, struct proto_err *err)
+{
 	struct reg_model *rm;
-	char *path;
+
+	if (m->n_items == 0 || m->items[0].name == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+		    "out of memory");
+	if ((rm = reg_find(r, m->items[0].name)) == NULL || rm->m == NULL)
+		return proto_err_set(err, PROTO_E_INTERNAL, -EAGAIN, "model %s "
+		    "is no longer resident", m->items[0].name);
+	*out = rm;
+	return 0;
+}
+
+int
+reg_render_meta(struct registry *r, const struct reg_meta *m,
+    struct meta_render *out, struct proto_err *err)
+{
+	const struct reg_hdr *h = NULL;
+	struct reg_model *rm = NULL;
 	int rc;
 
-	if ((rm = reg_find(r, name)) != NULL && rm->m != NULL) {
-		*g = rm->m->gguf;
-		*owned = false;
+	if (m->from_model) {
+		if ((rc = reg_meta_rm(r, m, &rm, err)) < 0)
+			return rc;
+		meta_render_view(rm->m->gguf, out);
 		return 0;
 	}
-	if ((rc = reg_path(r, name, &path, err)) < 0)
+	if ((rc = reg_meta_hdr(m, &h, err)) < 0)
 		return rc;
-	rc = gguf_open(path, g, &ee);
-	free(path);
-	if (rc < 0)
-		return proto_err_set(err, rc == -ENOMEM ? PROTO_E_INTERNAL :
-		    PROTO_E_MODEL_ERROR, rc, "%s", ee.msg);
-	*owned = true;
+	if (h->render_rc < 0)
+		return proto_err_set(err, PROTO_E_INTERNAL, h->render_rc,
+		    "out of memory");
+	*out = h->render;
+	out->buf = NULL;	/* the header's */
 	return 0;
 }
 
@@ -1459,14 +2332,13 @@ reg_gguf(struct registry *r, const char *name, struct gguf **g, bool *owned,
  */
 static void
 reg_show_residency(struct registry *r, const char *name,
-    struct reg_reply_mem *mem)
+    const struct reg_hdr *h, struct reg_reply_mem *mem)
 {
 	struct meta_show *sh = &mem->show;
 	const struct config_model *cm;
 	struct reg_model *rm, tmp;
 	struct proto_meta *v, *e;
 	struct proto_err pe;
-	char *path;
 	bool resident;
 
 	if (sh->n_meta + REG_SHOW_EXTRA > r->srv->limits.max_items)
@@ -1475,16 +2347,13 @@ reg_show_residency(struct registry *r, const char *name,
 		memset(&tmp, 0, sizeof(tmp));
 		tmp.reg = r;
 		memset(&pe, 0, sizeof(pe));
-		if (reg_path(r, name, &path, &pe) < 0)
+		if (h == NULL)
 			return;
 		reg_load_opts(r->srv->cfg, name, &tmp.lo);
 		tmp.policy = reg_policy(r->srv->cfg, name);
-		if (reg_estimate(r, name, path, &tmp.lo, tmp.policy, &tmp.cost,
-		    &tmp.n_ctx, &tmp.place, &tmp.n_copies, &pe) < 0) {
-			free(path);
+		if (reg_estimate(r, name, h, &tmp.lo, tmp.policy, &tmp.cost,
+		    &tmp.n_ctx, &tmp.place, &tmp.n_copies, &pe) < 0)
 			return;
-		}
-		free(path);
 		cm = config_model_find(r->srv->cfg, name);
 		tmp.pinned = cm != NULL && cm->pin;
 		rm = &tmp;
@@ -1534,25 +2403,39 @@ reg_show_residency(struct registry *r, const char *name,
 }
 
 int
-reg_show(struct registry *r, const char *name, struct proto_response *resp,
-    struct proto_err *err)
+reg_show_reply(struct registry *r, const struct reg_meta *m,
+    struct proto_response *resp, struct proto_err *err)
 {
 	struct reg_reply_mem *mem;
-	struct gguf *g;
-	bool owned;
+	const struct reg_hdr *h = NULL;
+	struct reg_model *rm = NULL;
+	const char *name;
 	int rc;
 
 	if ((mem = reg_reply_mem(resp)) == NULL)
 		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
 		    "out of memory");
-	if ((rc = reg_gguf(r, name, &g, &owned, err)) < 0)
-		return rc;
-	if (owned)
-		mem->g = g;
-	if (meta_show(g, &r->srv->limits, &mem->show) < 0)
-		return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
-		    "out of memory");
-	reg_show_residency(r, name, mem);
+	if (m->from_model) {
+		if ((rc = reg_meta_rm(r, m, &rm, err)) < 0)
+			return rc;
+		if (meta_show(rm->m->gguf, &r->srv->limits, &mem->show) < 0)
+			return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+			    "out of memory");
+	} else {
+		if ((rc = reg_meta_hdr(m, &h, err)) < 0)
+			return rc;
+		if (h->show_rc < 0 || (mem->show.meta = calloc(
+		    h->show.n_meta ? h->show.n_meta : 1,
+		    sizeof(*mem->show.meta))) == NULL)
+			return proto_err_set(err, PROTO_E_INTERNAL, -ENOMEM,
+			    "out of memory");
+		/* the strings stay the header's (m holds it) */
+		memcpy(mem->show.meta, h->show.meta, h->show.n_meta *
+		    sizeof(*mem->show.meta));
+		mem->show.n_meta = h->show.n_meta;
+	}
+	name = m->items[0].name;
+	reg_show_residency(r, name, h, mem);
 	resp->u.show.model = name;
 	resp->u.show.meta = mem->show.meta;
 	resp->u.show.n_meta = mem->show.n_meta;

@@ -34,6 +34,7 @@
 
 #include "budget.h"
 #include "conn.h"
+#include "meta.h"
 #include "model.h"
 #include "numa_topo.h"
 #include "proto.h"
@@ -44,7 +45,8 @@ struct srv;
 struct registry;
 
 enum reg_state {
-	REG_LOADING,		/* loader thread running */
+	REG_LOADING,		/* loader thread running, or its header being
+				 * read (hdr_wait) */
 	REG_RESIDENT,		/* model and scheduler ready */
 	REG_UNLOADING,		/* waiting for running requests to end */
 };
@@ -88,6 +90,10 @@ struct reg_model {
 						 * 0/1: a load request's pin,
 						 * kept over a reload */
 	bool			 preload;	/* loading for [model] preload */
+	bool			 again;		/* loading again for requests that
+						 * came during its unload */
+	struct reg_meta		*hdr_wait;	/* its header is being read (no
+						 * cost yet, no loader) */
 	bool			 admitted;	/* cost and place are counted in
 						 * the registry's budget and NUMA
 						 * usage (loading or resident) */
@@ -214,10 +220,44 @@ void	reg_counts(struct registry *r, uint32_t *resident, uint32_t *running,
 /* Which models a list shows (NULL: all). */
 typedef bool (*reg_filter_fn)(const char *name, void *arg);
 
+/*
+ * Headers. list, show, render and a load's cost read GGUF headers; they
+ * are read on header threads ("hearth-meta", at most REG_META_THREADS,
+ * started when needed), never on the loop, and kept in a cache by file
+ * (dev, inode, size, mtime; REG_CACHE_MAX headers, REG_CACHE_BYTES, the
+ * least recently used go first). A load whose header is not cached
+ * waits in its model (state REG_LOADING, no loader yet) until it is.
+ *
+ * A reg_meta is what one list, show or render request needs: the files
+ * (list: the directory scanned now, filter applied) and their headers.
+ */
+struct reg_meta;
+
+/*
+ * The headers req (LIST, SHOW or RENDER) needs, from the cache or the
+ * resident model: 0 with *out (free with reg_meta_free), or -errno with
+ * err (show/render: bad name, not_found...).
+ */
+int	reg_meta_new(struct registry *r, const struct proto_request *req,
+	    reg_filter_fn filter, void *arg, struct reg_meta **out,
+	    struct proto_err *err);
+/* Every header is at hand: the reply can be built now. */
+bool	reg_meta_ready(const struct reg_meta *m);
+/*
+ * Read the missing headers on a header thread. d (DREQ_NONE, its
+ * decoded request in d->req) waits: dispatch_meta_done(d, m) is called
+ * on the loop once they are read (and then m is freed); if d ends first
+ * (its connection closed, shutdown), m is dropped when the reads end.
+ * 0, or -errno with err (m is then freed, d untouched).
+ */
+int	reg_meta_wait(struct reg_meta *m, struct dreq *d,
+	    struct proto_err *err);
+void	reg_meta_free(struct reg_meta *m);	/* NULL ok */
+
 /* Replies. Each fills resp (REPLY) with memory freed by reg_reply_free. */
-int	reg_list(struct registry *r, reg_filter_fn filter, void *arg,
+int	reg_list_reply(struct registry *r, const struct reg_meta *m,
 	    struct proto_response *resp, struct proto_err *err);
-int	reg_show(struct registry *r, const char *name,
+int	reg_show_reply(struct registry *r, const struct reg_meta *m,
 	    struct proto_response *resp, struct proto_err *err);
 int	reg_ps(struct registry *r, struct proto_response *resp,
 	    struct proto_err *err);
@@ -225,10 +265,10 @@ void	reg_reply_free(struct proto_response *resp);
 void	reg_totals(struct registry *r, struct reg_totals *t);
 
 /*
- * The metadata of a model for render: the resident model's, else the
- * file's header (*owned set: gguf_close it). 0 or -errno with err.
+ * What render needs of a render request's model (m from reg_meta_new
+ * for it): 0 with out (valid while m is), -errno with err.
  */
-int	reg_gguf(struct registry *r, const char *name, struct gguf **g,
-	    bool *owned, struct proto_err *err);
+int	reg_render_meta(struct registry *r, const struct reg_meta *m,
+	    struct meta_render *out, struct proto_err *err);
 
 #endif /* HEARTH_REGISTRY_H */

@@ -22,10 +22,11 @@
  *         vector 8h+c: qs[32h+4c+t] (low: element 64h+4c+t, sub-block
  *         2h; high: element 64h+32+4c+t, sub-block 2h+1); scales and mins
  *         unpacked from 6 bits to bytes, mins paired for vpdpwssd
- *   Q6_K: [nb][32 x 64 ql | 16 x 64 qh | 16 x 16 scales] | [nb][16] fp16 d
- *         ql vector (2h+p)*8+c: ql[64h+32p+4c+t] (low nibble: element
- *         128h+32p+4c+t, high: 128h+32(p+2)+4c+t); qh vector 8h+c:
- *         qh[32h+4c+t] (bits 2k..2k+1 for element 128h+32k+4c+t)
+ *   Q6_K: [nb][48 x 64 q | 16 x 16 scales] | [nb][16] fp16 d
+ *         the 6-bit values q_k (0..63) of elements 128h+32k+4c+t, k =
+ *         0..3, in vectors (8h+c)*3 + m, m = 0, 1, 2, byte t: q_m in
+ *         bits 0-5, bits 2m, 2m+1 of q_3 in bits 6-7 (one AND per vector
+ *         for k < 3; q_3 from the three top pairs)
  *   F32, F16, BF16: [cols][16] values
  * each group padded to a multiple of 64 bytes.
  *
@@ -33,8 +34,8 @@
  *   Q8_0 form (Q4_0, Q8_0 weights): qs[n] int8 | d[nb] float (the fp16
  *     scale's value) | [nb] int32 -8*sum(qs of block) | [nb] -128*sum
  *   Q8_K form (Q4_K, Q6_K): qs[n] | d[nb] float | [nb][4] int32 pairs of
- *     int16 32-element sums (for the mins) | [nb][16] int32 -32 * the
- *     16-element sums (Q6_K's offset)
+ *     int16 32-element sums (for the mins) | [nb][32] int32 -32 * the
+ *     8-element sums (Q6_K's offset)
  *   float weights: the float32 activations.
  * The quantized values are exactly those of kern_quantize_act_ref.
  *
@@ -226,15 +227,42 @@ ka_block_xfer(uint32_t type, uint8_t *g, size_t nb, size_t b, size_t j,
 	case KERN_TYPE_Q6_K: {
 		uint8_t	*tile = g + b * 3328, *d = g + nb * 3328 + b * 32;
 
-		for (h = 0; h < 2; h++)
-			for (p = 0; p < 2; p++)
-				for (c = 0; c < 8; c++)
-					XF4(tile + ((h * 2 + p) * 8 + c) * 64 +
-					    4 * j, blk + 64 * h + 32 * p + 4 * c);
-		for (h = 0; h < 2; h++)
-			for (c = 0; c < 8; c++)
-				XF4(tile + 2048 + (h * 8 + c) * 64 + 4 * j,
-				    blk + 128 + 32 * h + 4 * c);
+		for (h = 0; h < 2; h++) {
+			uint8_t	*ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+
+			for (p = 0; p < 32; p++) {	/* element l = p */
+				uint8_t	*gp = tile + (h * 8 + p / 4) * 192 +
+				    4 * j + p % 4;
+				unsigned q[4], m;
+
+				if (to_group) {
+					q[0] = ql[p] & 0x0f;
+					q[1] = ql[p + 32] & 0x0f;
+					q[2] = ql[p] >> 4;
+					q[3] = ql[p + 32] >> 4;
+					for (m = 0; m < 4; m++)
+						q[m] |= ((qh[p] >> (2 * m)) &
+						    3) << 4;
+					for (m = 0; m < 3; m++)
+						gp[64 * m] = (uint8_t)(q[m] |
+						    ((q[3] >> (2 * m)) & 3) << 6);
+				} else {
+					q[3] = 0;
+					for (m = 0; m < 3; m++) {
+						q[m] = gp[64 * m] & 0x3f;
+						q[3] |= (unsigned)(gp[64 * m] >>
+						    6) << (2 * m);
+					}
+					ql[p] = (uint8_t)((q[0] & 0x0f) |
+					    (q[2] & 0x0f) << 4);
+					ql[p + 32] = (uint8_t)((q[1] & 0x0f) |
+					    (q[3] & 0x0f) << 4);
+					qh[p] = (uint8_t)(q[0] >> 4 |
+					    (q[1] >> 4) << 2 | (q[2] >> 4) << 4 |
+					    (q[3] >> 4) << 6);
+				}
+			}
+		}
 		for (s = 0; s < 16; s++)
 			XF(tile + 3072 + s * 16 + j, blk + 192 + s);
 		XF(d + 2 * j, blk + 208);
@@ -340,7 +368,7 @@ ka_act_row_bytes(uint32_t wtype, size_t n)
 	case KERN_TYPE_Q8_0:
 		return ka_round64(n + n / 32 * 12);
 	case KERN_TYPE_Q8_K:
-		return ka_round64(n + n / 256 * 84);
+		return ka_round64(n + n / 256 * 148);
 	default:
 		return ka_round64(n * sizeof(float));
 	}
@@ -409,7 +437,7 @@ ka_quantize_q8_k(const float *x, uint8_t *xq, size_t n)
 		__m512		 mx = _mm512_setzero_ps(), is;
 		__m512i		 lo = _mm512_set1_epi32(-127);
 		__m512i		 hi = _mm512_set1_epi32(127);
-		int32_t		 s16[16];
+		int32_t		 s16[16], s8[32];
 		float		 amax, max = 0.0f, iscale;
 
 		for (i = 0; i < 16; i++)
@@ -420,7 +448,7 @@ ka_quantize_q8_k(const float *x, uint8_t *xq, size_t n)
 			memset(qs + 256 * b, 0, 256);
 			xd[b] = 0.0f;
 			memset(pairs + 4 * b, 0, 16);
-			memset(b32 + 16 * b, 0, 64);
+			memset(b32 + 32 * b, 0, 128);
 			continue;
 		}
 		/* the first element of that magnitude gives the sign */
@@ -443,8 +471,19 @@ ka_quantize_q8_k(const float *x, uint8_t *xq, size_t n)
 			q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
 			_mm_storeu_si128((__m128i *)(qs + 256 * b + 16 * i),
 			    _mm512_cvtepi32_epi8(q));
-			s16[i] = _mm512_reduce_add_epi32(q);
 		}
+		/* 8-element sums: vpsadbw of q + 128 against 0, less 1024 */
+		for (i = 0; i < 4; i++) {
+			__m512i	 u = _mm512_xor_si512(_mm512_loadu_si512(
+			    qs + 256 * b + 64 * i), _mm512_set1_epi8(-128));
+			__m512i	 sad = _mm512_sad_epu8(u, _mm512_setzero_si512());
+
+			_mm256_storeu_si256((__m256i *)(s8 + 8 * i),
+			    _mm256_sub_epi32(_mm512_cvtepi64_epi32(sad),
+			    _mm256_set1_epi32(1024)));
+		}
+		for (i = 0; i < 16; i++)
+			s16[i] = s8[2 * i] + s8[2 * i + 1];
 		xd[b] = 1.0f / iscale;
 		for (i = 0; i < 4; i++) {
 			int32_t	 a = s16[4 * i] + s16[4 * i + 1];
@@ -453,8 +492,8 @@ ka_quantize_q8_k(const float *x, uint8_t *xq, size_t n)
 			pairs[4 * b + i] = (int32_t)((uint32_t)(uint16_t)a |
 			    ((uint32_t)(uint16_t)c << 16));
 		}
-		for (i = 0; i < 16; i++)
-			b32[16 * b + i] = -32 * s16[i];
+		for (i = 0; i < 32; i++)
+			b32[32 * b + i] = -32 * s8[i];
 	}
 }
 
@@ -733,10 +772,14 @@ ka_tile_q4_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 
 /*
  * Q6_K: per block, sumi = sum over 16 sub-blocks of scale * (sum(q * x)
- * - 32 * sum(x)); acc += (d*dx) * sumi. Sub-block 8h + 2k + half holds
- * elements 128h + 32k + 16half .. +15: quads c = 4half .. 4half+3 of the
- * ql vectors (h, k % 2) (low nibbles for k < 2) and bits 2k, 2k+1 of the
- * qh vectors (h, c).
+ * - 32 * sum(x)); acc += (d*dx) * sumi. Each sub-block goes as two
+ * halves of 8 elements: |sum((q - 32) * x)| <= 8 * 32 * 127 fits in 16
+ * bits, so vpdpwssd with the scale in the low half of each lane (zero in
+ * the high half) multiplies and accumulates exactly in one instruction
+ * (vpmulld + vpaddd took three uops). Sub-block 8h + 2k + half holds
+ * elements 128h + 32k + 16half .. +15: quads c = 4half .. 4half+3, in
+ * vector (8h+c)*3 + k (k < 3: AND 0x3f) or built from the top bit pairs
+ * of the three (k = 3).
  */
 KA_INLINE void
 ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
@@ -744,8 +787,10 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 {
 	const size_t	 nb = cols / 256;
 	const uint16_t	*wd = (const uint16_t *)(wg + nb * 3328);
-	const __m512i	 m4 = _mm512_set1_epi8(0x0f);
-	const __m512i	 m30 = _mm512_set1_epi8(0x30);
+	const __m512i	 m03 = _mm512_set1_epi8(0x03);
+	const __m512i	 m0f = _mm512_set1_epi8(0x0f);
+	const __m512i	 m3f = _mm512_set1_epi8(0x3f);
+	const __m512i	 m16 = _mm512_set1_epi32(0xffff);
 	size_t		 b;
 	int		 v, c, h, k, half;
 
@@ -779,29 +824,35 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 
 #pragma GCC unroll 4
 					for (c = 0; c < 4; c++) {
-						int	 cc = 4 * half + c;
-						__m512i	 L = _mm512_load_si512(
-						    tile + ((h * 2 + k % 2) *
-						    8 + cc) * 64);
-						__m512i	 H = _mm512_load_si512(
-						    tile + 2048 + (h * 8 + cc) *
-						    64);
+						const uint8_t *qv = tile +
+						    (h * 8 + 4 * half + c) * 192;
+						__m512i	 A, B, C;
 
-						L = k < 2 ? L :
-						    _mm512_srli_epi16(L, 4);
-						/* bits 2k, 2k+1 to 4, 5 */
-						H = k == 0 ? _mm512_slli_epi16(H,
-						    4) : k == 1 ?
-						    _mm512_slli_epi16(H, 2) :
-						    k == 2 ? H :
-						    _mm512_srli_epi16(H, 2);
-						q[c] = _mm512_ternarylogic_epi32(
-						    _mm512_and_si512(L, m4), H,
-						    m30, 0xf8);
+						if (k < 3) {
+							q[c] = _mm512_and_si512(
+							    _mm512_load_si512(
+							    qv + 64 * k), m3f);
+							continue;
+						}
+						/* top pairs of A, B, C to bits
+						 * 0-1, 2-3, 4-5 (c ? a : b) */
+						A = _mm512_srli_epi16(
+						    _mm512_load_si512(qv), 6);
+						B = _mm512_srli_epi16(
+						    _mm512_load_si512(qv + 64), 4);
+						C = _mm512_srli_epi16(
+						    _mm512_load_si512(qv + 128), 2);
+						A = _mm512_ternarylogic_epi32(A,
+						    B, m03, 0xe4);
+						A = _mm512_ternarylogic_epi32(A,
+						    C, m0f, 0xe4);
+						q[c] = _mm512_and_si512(A, m3f);
 					}
-					sc = _mm512_cvtepi8_epi32(_mm_load_si128(
+					/* int16 scale, zero high half */
+					sc = _mm512_and_si512(
+					    _mm512_cvtepi8_epi32(_mm_load_si128(
 					    (const __m128i *)(tile + 3072 +
-					    16 * sb)));
+					    16 * sb))), m16);
 #pragma GCC unroll 8
 					for (v = 0; v < nv; v++) {
 						const uint8_t *xv = x +
@@ -811,17 +862,20 @@ ka_tile_q6_k(const uint8_t *wg, size_t cols, const uint8_t *x, size_t ab,
 						    16 * half;
 						const int32_t *b32 =
 						    (const int32_t *)(xv +
-						    cols + 20 * nb) + 16 * b;
+						    cols + 20 * nb) + 32 * b;
 						__m512i	 a = _mm512_set1_epi32(
-						    b32[sb]);
+						    b32[2 * sb]);
+						__m512i	 a1 = _mm512_set1_epi32(
+						    b32[2 * sb + 1]);
 
 						a = ka_dpbusd_bc(a, q[0], xb);
+						a1 = ka_dpbusd_bc(a1, q[2], xb + 8);
 						a = ka_dpbusd_bc(a, q[1], xb + 4);
-						a = ka_dpbusd_bc(a, q[2], xb + 8);
-						a = ka_dpbusd_bc(a, q[3], xb + 12);
-						sumi[v] = _mm512_add_epi32(
-						    sumi[v], _mm512_mullo_epi32(
-						    a, sc));
+						a1 = ka_dpbusd_bc(a1, q[3], xb + 12);
+						sumi[v] = _mm512_dpwssd_epi32(
+						    sumi[v], a, sc);
+						sumi[v] = _mm512_dpwssd_epi32(
+						    sumi[v], a1, sc);
 					}
 				}
 			}

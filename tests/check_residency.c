@@ -594,12 +594,14 @@ START_TEST(test_replicate)
 
 	/*
 	 * A budget that holds loc and one copy of rep but not two: loading
-	 * rep evicts the idle loc (the real cost is admitted).
+	 * rep evicts the idle loc (the real cost is admitted). Three CPUs a
+	 * node and two threads a model: loc leaves a free CPU on its node,
+	 * so rep has a worker (and a copy) on each.
 	 */
-	snprintf(conf, sizeof(conf), "numa = local\nmemory_budget = %llu\n"
-	    "[model rep]\nnuma = replicate", (unsigned long long)(tl + tr -
-	    wl / 2));
-	daemon_start(conf, "node 0 cpus 0 mem 8G\nnode 1 cpus 1 mem 8G\n");
+	snprintf(conf, sizeof(conf), "numa = local\nthreads = 2\n"
+	    "memory_budget = %llu\n[model rep]\nnuma = replicate",
+	    (unsigned long long)(tl + tr - wl / 2));
+	daemon_start(conf, "node 0 cpus 0-2 mem 8G\nnode 1 cpus 3-5 mem 8G\n");
 	tc_open_at(&c, g_sock);
 	answer(&c, "loc", gl);
 	answer(&c, "rep", gr);
@@ -630,6 +632,87 @@ START_TEST(test_replicate)
 }
 END_TEST
 
+/*
+ * replicate makes a copy of the weights only on nodes where its workers
+ * run: with one thread for two nodes, and with the only CPU of a node
+ * taken by another model, one copy (show, ps and the budget agree) and
+ * the same answer.
+ */
+START_TEST(test_replicate_no_worker)
+{
+	static const char *topo = "node 0 cpus 0 mem 8G\nnode 1 cpus 1 mem 8G\n";
+	char t[1024];
+	struct gen *gl = gen_new(), *gr = gen_new();
+	struct ps_info pl, pr;
+	uint64_t wl, tl;
+	struct tc c;
+
+	/* one worker thread: node 1 gets none */
+	daemon_start("threads = 1\nnuma = local\n[model rep]\n"
+	    "numa = replicate", topo);
+	tc_open_at(&c, g_sock);
+	wl = show_get(&c, "loc", "hearth.memory.weights", NULL, 0);
+	tl = show_get(&c, "loc", "hearth.memory.total", NULL, 0);
+	ck_assert_uint_gt(wl, 0);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
+	    1);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.memory.weights", NULL,
+	    0), wl);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.memory.total", NULL, 0),
+	    tl);
+	/* rep first: its one worker takes node 0 */
+	answer(&c, "rep", gr);
+	answer(&c, "loc", gl);
+	assert_same(gl, gr);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
+	    1);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.memory.weights", NULL,
+	    0), wl);
+	ps_get(&c, "loc", &pl);
+	ps_get(&c, "rep", &pr);
+	ck_assert(pl.found && pr.found);
+	ck_assert_uint_eq(pr.weights, pl.weights);
+	ck_assert_msg(strncmp(pr.placement, "replicate, 1 copy, CPUs 0:",
+	    26) == 0, "%s", pr.placement);
+	show_get(&c, "rep", "hearth.numa.placement", t, sizeof(t));
+	ck_assert_msg(strstr(t, "no worker on node 1: no copy there") !=
+	    NULL, "%s", t);
+	ck_assert_msg(strstr(t, "one copy of the weights (workers on one "
+	    "node)") != NULL, "%s", t);
+	ck_assert(!log_has("could be made"));
+	tc_close(&c);
+	daemon_stop();
+
+	/* the CPU of one node is loc's: rep's workers and its one copy go
+	 * to the other */
+	daemon_start("numa = local\n[model rep]\nnuma = replicate", topo);
+	tc_open_at(&c, g_sock);
+	answer(&c, "loc", gl);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
+	    1);
+	ck_assert_uint_eq(show_get(&c, "rep", "hearth.memory.total", NULL, 0),
+	    tl);
+	answer(&c, "rep", gr);
+	assert_same(gl, gr);
+	ps_get(&c, "loc", &pl);
+	ps_get(&c, "rep", &pr);
+	ck_assert(pl.found && pr.found);
+	ck_assert_uint_eq(pr.weights, pl.weights);
+	ck_assert_msg(strncmp(pr.placement, "replicate, 1 copy, CPUs ",
+	    24) == 0, "%s", pr.placement);
+	/* not the CPU of loc */
+	ck_assert_msg(strncmp(pl.placement + strlen("local, CPUs "),
+	    pr.placement + strlen("replicate, 1 copy, CPUs "), 1) != 0,
+	    "%s / %s", pl.placement, pr.placement);
+	show_get(&c, "rep", "hearth.numa.placement", t, sizeof(t));
+	ck_assert_msg(strstr(t, "no copy there") != NULL, "%s", t);
+	tc_close(&c);
+	daemon_stop();
+	free(gl);
+	free(gr);
+}
+END_TEST
+
 START_TEST(test_load_numa)
 {
 	char t[256], cmd[12288];
@@ -638,8 +721,10 @@ START_TEST(test_load_numa)
 	int64_t id;
 	int st;
 
-	daemon_start("numa = local", "node 0 cpus 0 mem 8G\n"
-	    "node 1 cpus 1 mem 8G\n");
+	/* three CPUs a node, two threads a model: a leaves a free CPU on
+	 * its node, and replicate has a worker on each node */
+	daemon_start("numa = local\nthreads = 2", "node 0 cpus 0-2 mem 8G\n"
+	    "node 1 cpus 3-5 mem 8G\n");
 	tc_open_at(&c, g_sock);
 	answer(&c, "a", g);
 	/* a load's numa places the model (config says local) */
@@ -877,6 +962,7 @@ residency_suite(void)
 	tcase_add_test(tc, test_replica_forward);
 	tcase_add_test(tc, test_two_models_disjoint_cpus);
 	tcase_add_test(tc, test_replicate);
+	tcase_add_test(tc, test_replicate_no_worker);
 	tcase_add_test(tc, test_load_numa);
 	suite_add_tcase(s, tc);
 

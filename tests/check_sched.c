@@ -1499,7 +1499,25 @@ START_TEST(test_async_tokens)
 	submit(s, r);
 	(void)wait_error(1, 6, PROTO_E_TOO_LARGE);
 
-	/* cancelled while they wait for the tokenizer thread */
+	/* cancelled while they wait for the tokenizer thread or, once
+	 * tokenized, for a slot: both slots are held by paused streams of
+	 * conn 5, so generate 20 cannot start whatever the timing */
+	sched_pause_conn(s, 5, true);	/* its jobs take slots, run nothing */
+	for (i = 0; i < 2; i++) {
+		r = mk_req(PROTO_MSG_GENERATE, 5, 1 + (uint64_t)i, 1001);
+		r->req.u.generate.input.text = text;
+		r->req.u.generate.input.text_len = strlen(text);
+		submit(s, r);
+	}
+	for (i = 0;; i++) {
+		struct sched_stats st;
+
+		sched_get_stats(s, &st);
+		if (st.running == 2)
+			break;
+		ck_assert_msg(i < WAIT_MS, "conn 5 never took both slots");
+		usleep(1000);
+	}
 	for (i = 0; i < 4; i++) {
 		r = mk_req(PROTO_MSG_TOKENIZE, 1, 10 + (uint64_t)i, 1000);
 		r->req.u.tokenize.text = big;
@@ -1516,6 +1534,7 @@ START_TEST(test_async_tokens)
 	ck_assert_uint_eq(d->generated_tokens, 0);
 	for (i = 0; i < 4; i++)
 		(void)wait_final(1, 10 + (uint64_t)i);
+	sched_drop_conn(s, 5);		/* the slots are free again */
 	/* dropped: nothing is posted for them */
 	for (i = 0; i < 4; i++) {
 		r = mk_req(PROTO_MSG_GENERATE, 2, 1 + (uint64_t)i, 1000);
