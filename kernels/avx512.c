@@ -1366,6 +1366,33 @@ struct ka_head {
 };
 
 /*
+ * One block of nt (1..16) raw dot products s into head hh's online
+ * softmax: scales them, writes exp(score - new max) to p[16] (0 past nt)
+ * and updates m and l; returns the factor the head's output so far must
+ * be multiplied by.
+ */
+static inline float
+ka_softmax_step(struct ka_head *hh, __m512 s, float scale, size_t nt,
+    float *p)
+{
+	__mmask16 live = (__mmask16)((1u << nt) - 1);
+	__m512	 e;
+	float	 mb, mn, corr;
+
+	s = _mm512_mul_ps(s, _mm512_set1_ps(scale));
+	s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live, s);
+	mb = _mm512_reduce_max_ps(s);
+	mn = mb > hh->m ? mb : hh->m;
+	corr = expf(hh->m - mn);
+	e = _mm512_maskz_mov_ps(live, ka_exp(_mm512_sub_ps(s,
+	    _mm512_set1_ps(mn))));
+	_mm512_store_ps(p, e);
+	hh->l = hh->l * corr + _mm512_reduce_add_ps(e);
+	hh->m = mn;
+	return corr;
+}
+
+/*
  * The heads sharing one kv head, online softmax over blocks of 16
  * positions (always the same blocks: 0-15, 16-31, ...). Each block's keys
  * and values are widened to float once for all heads; per head: the 16
@@ -1420,8 +1447,8 @@ ka_attend_group(const struct kern_attn *a)
 				struct ka_head	*hh = &st[h - hs];
 				const float	*q = a->q + h * hd;
 				float		*o = a->o + h * hd;
-				__m512		 acc[16], s, e;
-				float		 mb, mn, corr;
+				__m512		 acc[16];
+				float		 corr;
 
 				for (tt = 0; tt < 16; tt++)
 					acc[tt] = _mm512_setzero_ps();
@@ -1438,20 +1465,8 @@ ka_attend_group(const struct kern_attn *a)
 						    KA_HD_MAX + 16 * j),
 						    acc[tt]);
 				}
-				s = _mm512_mul_ps(ka_reduce16(acc),
-				    _mm512_set1_ps(a->scale));
-				s = _mm512_mask_mov_ps(_mm512_set1_ps(
-				    -INFINITY), (__mmask16)((1u << nt) - 1),
-				    s);
-				mb = _mm512_reduce_max_ps(s);
-				mn = mb > hh->m ? mb : hh->m;
-				corr = expf(hh->m - mn);
-				e = _mm512_maskz_mov_ps((__mmask16)((1u <<
-				    nt) - 1), ka_exp(_mm512_sub_ps(s,
-				    _mm512_set1_ps(mn))));
-				_mm512_store_ps(p, e);
-				hh->l = hh->l * corr + _mm512_reduce_add_ps(e);
-				hh->m = mn;
+				corr = ka_softmax_step(hh, ka_reduce16(acc),
+				    a->scale, nt, p);
 				for (j = 0; j < nvec; j++) {
 					__mmask16 k = j + 1 == nvec ? klast :
 					    0xffff;
@@ -1642,8 +1657,8 @@ ka_attend_group_q8(const struct kern_attn *a)
 			for (h = hs; h < he; h++) {
 				struct ka_head	*hh = &st[h - hs];
 				float		*o = a->o + h * hd;
-				__m512		 s, e;
-				float		 mb, mn, corr;
+				__m512		 s;
+				float		 corr;
 
 				if (kq8) {
 					const uint8_t *qq = (const uint8_t *)
@@ -1697,19 +1712,7 @@ ka_attend_group_q8(const struct kern_attn *a)
 					}
 					s = ka_reduce16(acc);
 				}
-				s = _mm512_mul_ps(s, _mm512_set1_ps(a->scale));
-				s = _mm512_mask_mov_ps(_mm512_set1_ps(
-				    -INFINITY), (__mmask16)((1u << nt) - 1),
-				    s);
-				mb = _mm512_reduce_max_ps(s);
-				mn = mb > hh->m ? mb : hh->m;
-				corr = expf(hh->m - mn);
-				e = _mm512_maskz_mov_ps((__mmask16)((1u <<
-				    nt) - 1), ka_exp(_mm512_sub_ps(s,
-				    _mm512_set1_ps(mn))));
-				_mm512_store_ps(p, e);
-				hh->l = hh->l * corr + _mm512_reduce_add_ps(e);
-				hh->m = mn;
+				corr = ka_softmax_step(hh, s, a->scale, nt, p);
 				for (j = 0; j < nvec; j++) {
 					__m512	 ov = _mm512_mul_ps(
 					    _mm512_loadu_ps(o + 16 * j),
