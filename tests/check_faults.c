@@ -1321,13 +1321,7 @@ load_model(struct tc *c, const char *name, struct proto_response *out)
 	proto_request_init(&r, PROTO_MSG_LOAD, 0);
 	r.u.load.model = name;
 	id = tc_send(c, &r);
-	for (;;) {
-		tc_must_recv(c, out);
-		ck_assert_uint_eq(out->id, (uint64_t)id);
-		if (out->type != PROTO_MSG_PROGRESS)
-			return out->type == PROTO_MSG_REPLY ? 0 : -1;
-		proto_response_free(out);
-	}
+	return load_finish(c, id, out);
 }
 
 /*
@@ -1493,13 +1487,7 @@ START_TEST(test_sigterm_load_cancel)
 	kill(g_pid, SIGTERM);
 	/* drain_timeout is 300 ms: the load does not end in it */
 	ck_assert(log_wait("draining: 2 requests running", 1));
-	for (;;) {
-		tc_must_recv(&c, &resp);
-		ck_assert_uint_eq(resp.id, (uint64_t)id);
-		if (resp.type != PROTO_MSG_PROGRESS)
-			break;
-		proto_response_free(&resp);
-	}
+	(void)load_finish(&c, id, &resp);	/* its type is checked below */
 	if (resp.type == PROTO_MSG_REPLY && !fz.tried) {
 		/* nothing held the load and it was quicker than the drain */
 		fprintf(stderr, "SKIP: the load ended within drain_timeout\n");
