@@ -353,7 +353,10 @@ fwd_mm_group(struct fwd *f, const float *x, size_t n,
  * are (row, head); a row at position p costs p + 1 keys, and thread ith
  * takes the units that start in its 1/nth of the total cost (threads
  * past f->n_att, when the pool grew after fwd_new(), have no scratch
- * row and sit out). Adjacent heads sharing a kv head go together.
+ * row and sit out). Adjacent heads sharing a kv head go together, and
+ * so do a sequence's consecutive rows whose heads are all this
+ * thread's (a prompt's rows: the kernel widens each block of the cache
+ * once for all of them).
  *   q: [rows][n_head*head_dim] -> att_out: same shape
  */
 static void
@@ -365,7 +368,7 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 	const size_t q_dim = (size_t)hp->n_head * hd;
 	const uint32_t group = hp->n_head / hp->n_head_kv;
 	uint64_t total = 0, lo, hi, at = 0;
-	size_t r;
+	size_t r, re;
 	uint32_t nt = nth < f->n_att ? nth : f->n_att;
 	struct kern_attn a;
 
@@ -380,11 +383,13 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 	a.scratch = f->att + (size_t)ith * f->n_ctx;
 	a.qq = f->att_qq == NULL ? NULL :
 	    (uint8_t *)f->att_qq + (size_t)ith * f->att_qq_row;
-	for (r = 0; r < c->n && at < hi; r++) {
+	a.row_stride = q_dim;
+	for (r = 0; r < c->n && at < hi; r = re) {
 		const struct fwd_kv *kv = c->seqs[f->row_seq[r]].kv;
 		uint64_t cost = (uint64_t)f->row_pos[r] + 1;
 		uint32_t h0, h1, h, e;
 
+		re = r + 1;
 		if (at + cost * hp->n_head <= lo) {
 			at += cost * hp->n_head;
 			continue;
@@ -395,6 +400,16 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 		if (h1 > hp->n_head)
 			h1 = hp->n_head;
 		at += cost * hp->n_head;
+		/* the next rows of the sequence, while all their heads are
+		 * this thread's */
+		if (h0 == 0 && h1 == hp->n_head)
+			while (re < c->n && f->row_seq[re] == f->row_seq[r] &&
+			    at + ((uint64_t)f->row_pos[re] + 1) *
+			    (hp->n_head - 1) < hi) {
+				at += ((uint64_t)f->row_pos[re] + 1) *
+				    hp->n_head;
+				re++;
+			}
 		for (h = h0; h < h1; h = e) {
 			size_t kvh = h / group;
 
@@ -404,6 +419,7 @@ fwd_attention(struct fwd_ctx *c, uint32_t l, uint32_t ith, uint32_t nth)
 			a.q = f->q + r * q_dim + h * hd;
 			a.o = f->att_out + r * q_dim + h * hd;
 			a.n_q = e - h;
+			a.n_rows = re - r;
 			a.k = (const uint8_t *)kv->k + (size_t)l *
 			    kv->n_ctx * kv->k_row +
 			    kern_row_bytes(kv->k_type, kvh * hd);

@@ -1068,7 +1068,7 @@ ka_mm_group_f(const struct kern_mm *mm, const uint8_t *wg, size_t gb,
 }
 
 /* Vectors per pass over a thread's groups: their activations stay in L2. */
-#define KA_XCHUNK	64
+#define KA_XCHUNK	128
 /* Columns of float weights widened at a time for many vectors, and how
  * many vectors are many (fewer convert as they go). */
 #define KA_KC		256
@@ -1393,99 +1393,262 @@ ka_softmax_step(struct ka_head *hh, __m512 s, float scale, size_t nt,
 }
 
 /*
- * The heads sharing one kv head, online softmax over blocks of 16
- * positions (always the same blocks: 0-15, 16-31, ...). Each block's keys
- * and values are widened to float once for all heads; per head: the 16
- * scores (16 partial dot products, summed by ka_reduce16), the running
+ * The 16 x 16 floats r[key][dim] -> r[dim][key]: unpacks within 128-bit
+ * lanes give rows of 4 keys per lane, then two rounds of 128-bit lane
+ * shuffles put the 4 lanes of each dim together.
+ */
+KA_INLINE void
+ka_transpose16(__m512 *r)
+{
+	__m512	 a[16], b[16], e0, e1, e2, e3;
+	int	 i, c;
+
+#pragma GCC unroll 8
+	for (i = 0; i < 8; i++) {
+		a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* b[4m + c], lane L: dim 4L + c of keys 4m .. 4m+3 */
+#pragma GCC unroll 4
+	for (i = 0; i < 4; i++) {
+		__m512d	 x0 = _mm512_castps_pd(a[4 * i]);
+		__m512d	 x1 = _mm512_castps_pd(a[4 * i + 1]);
+		__m512d	 x2 = _mm512_castps_pd(a[4 * i + 2]);
+		__m512d	 x3 = _mm512_castps_pd(a[4 * i + 3]);
+
+		b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+		b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+		b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+		b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+	}
+#pragma GCC unroll 4
+	for (c = 0; c < 4; c++) {
+		e0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44);
+		e1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xee);
+		e2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+		e3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xee);
+		r[c] = _mm512_shuffle_f32x4(e0, e2, 0x88);
+		r[4 + c] = _mm512_shuffle_f32x4(e0, e2, 0xdd);
+		r[8 + c] = _mm512_shuffle_f32x4(e1, e3, 0x88);
+		r[12 + c] = _mm512_shuffle_f32x4(e1, e3, 0xdd);
+	}
+}
+
+/*
+ * Raw scores of n (1..4) query heads against one block of 16 keys held
+ * transposed (kt[d][16]): per head four sums, dims d = j mod 4 in order,
+ * added as (s0 + s1) + (s2 + s3). The same operations for a head
+ * whichever heads share the call.
+ */
+KA_INLINE void
+ka_scores(const float *const *q, const int n, size_t hd, const float *kt,
+    __m512 *s)
+{
+	__m512	 c[4][4];
+	size_t	 d;
+	int	 u, j;
+
+#pragma GCC unroll 4
+	for (u = 0; u < n; u++)
+#pragma GCC unroll 4
+		for (j = 0; j < 4; j++)
+			c[u][j] = _mm512_setzero_ps();
+	for (d = 0; d + 4 <= hd; d += 4) {
+#pragma GCC unroll 4
+		for (j = 0; j < 4; j++) {
+			__m512	 kv = _mm512_load_ps(kt + 16 * (d + j));
+
+#pragma GCC unroll 4
+			for (u = 0; u < n; u++)
+				c[u][j] = _mm512_fmadd_ps(_mm512_set1_ps(
+				    q[u][d + j]), kv, c[u][j]);
+		}
+	}
+	for (; d < hd; d++) {
+		__m512	 kv = _mm512_load_ps(kt + 16 * d);
+
+#pragma GCC unroll 4
+		for (u = 0; u < n; u++)
+			c[u][d % 4] = _mm512_fmadd_ps(_mm512_set1_ps(q[u][d]),
+			    kv, c[u][d % 4]);
+	}
+#pragma GCC unroll 4
+	for (u = 0; u < n; u++)
+		s[u] = _mm512_add_ps(_mm512_add_ps(c[u][0], c[u][1]),
+		    _mm512_add_ps(c[u][2], c[u][3]));
+}
+
+/*
+ * o_u = o_u * corr[u] + sum over t < nk[u], in order, of p[u][t] * v_t
+ * for n (1..4) heads against one block of widened values (vf[16][hd]);
+ * up to four vectors of each head's output at a time, so 4n independent
+ * sums are in flight, each in the order one head alone would take.
+ */
+KA_INLINE void
+ka_pv(float *const *o, const int n, const size_t *nk, const float *corr,
+    float (*p)[16], const float *vf, size_t nvec, __mmask16 klast)
+{
+	size_t	 j0, nmin = 16, nmax = 0, tt;
+	int	 u, jj;
+
+#pragma GCC unroll 4
+	for (u = 0; u < n; u++) {
+		nmin = nk[u] < nmin ? nk[u] : nmin;
+		nmax = nk[u] > nmax ? nk[u] : nmax;
+	}
+	for (j0 = 0; j0 < nvec; j0 += 4) {
+		__m512		 acc[4][4];
+		__mmask16	 km[4];
+
+#pragma GCC unroll 4
+		for (jj = 0; jj < 4; jj++)
+			km[jj] = j0 + jj >= nvec ? 0 : j0 + jj + 1 == nvec ?
+			    klast : 0xffff;
+#pragma GCC unroll 4
+		for (u = 0; u < n; u++)
+#pragma GCC unroll 4
+			for (jj = 0; jj < 4; jj++)
+				acc[u][jj] = _mm512_mul_ps(_mm512_maskz_loadu_ps(
+				    km[jj], o[u] + 16 * (j0 + jj)),
+				    _mm512_set1_ps(corr[u]));
+		/* every head has keys 0 .. nmin-1; past them, some */
+		for (tt = 0; tt < nmax; tt++) {
+#pragma GCC unroll 4
+			for (jj = 0; jj < 4; jj++) {
+				__m512	 v = _mm512_load_ps(vf + tt * KA_HD_MAX +
+				    16 * (j0 + jj));
+
+#pragma GCC unroll 4
+				for (u = 0; u < n; u++)
+					if (tt < nmin || tt < nk[u])
+						acc[u][jj] = _mm512_fmadd_ps(
+						    _mm512_set1_ps(p[u][tt]), v,
+						    acc[u][jj]);
+			}
+		}
+#pragma GCC unroll 4
+		for (u = 0; u < n; u++)
+#pragma GCC unroll 4
+			for (jj = 0; jj < 4; jj++)
+				_mm512_mask_storeu_ps(o[u] + 16 * (j0 + jj),
+				    km[jj], acc[u][jj]);
+	}
+}
+
+#define KA_ATT_UNITS	256	/* (row, head) pairs sharing widened blocks */
+
+/*
+ * F16 keys and values: the (row, head) pairs of a, KA_ATT_UNITS at a time,
+ * online softmax over blocks of 16 positions (always the same blocks:
+ * 0-15, 16-31, ...). Each block's keys are widened to float and
+ * transposed once, its values widened once, for every pair that sees
+ * any of its keys; per pair: the 16 scores (ka_scores), the running
  * maximum m, the running sum l of exp(s - m), and the output rescaled by
  * exp(m_old - m) when m grows, then the block's values added in position
- * order. Finally o /= l.
+ * order. Finally o /= l. A pair's bits depend only on its own query and
+ * keys.
  */
 static void
-ka_attend_group(const struct kern_attn *a)
+ka_attend_f16(const struct kern_attn *a)
 {
 	const size_t	 hd = a->hd, nvec = (hd + 15) / 16;
+	const size_t	 n_units = a->n_rows * a->n_q;
 	const __mmask16	 klast = (__mmask16)(hd % 16 == 0 ? 0xffff :
 			    (1u << (hd % 16)) - 1);
-	float		 kf[16 * KA_HD_MAX] __attribute__((aligned(64)));
+	float		 kt[KA_HD_MAX * 16] __attribute__((aligned(64)));
 	float		 vf[16 * KA_HD_MAX] __attribute__((aligned(64)));
-	float		 p[16] __attribute__((aligned(64)));
-	struct ka_head	 st[64];
-	size_t		 h, t0, tt, nt, j, hs, he;
+	float		 p[4][16] __attribute__((aligned(64)));
+	struct ka_head	 st[KA_ATT_UNITS];
+	const float	*uq[KA_ATT_UNITS];
+	float		*uo[KA_ATT_UNITS];
+	size_t		 unk[KA_ATT_UNITS];
+	size_t		 u0, u1, u, ul, t0, tt, nt, nkb, j;
+	int		 g, ng;
 
-	for (hs = 0; hs < a->n_q; hs = he) {
-		he = hs + 64 < a->n_q ? hs + 64 : a->n_q;
-		for (h = hs; h < he; h++) {
-			st[h - hs].m = -INFINITY;
-			st[h - hs].l = 0.0f;
-			memset(a->o + h * hd, 0, hd * sizeof(float));
+	for (u0 = 0; u0 < n_units; u0 = u1) {
+		u1 = u0 + KA_ATT_UNITS < n_units ? u0 + KA_ATT_UNITS : n_units;
+		for (u = u0; u < u1; u++) {
+			size_t	 i = u / a->n_q, h = u % a->n_q;
+
+			uq[u - u0] = a->q + i * a->row_stride + h * hd;
+			uo[u - u0] = a->o + i * a->row_stride + h * hd;
+			unk[u - u0] = a->n_keys + i;
+			st[u - u0].m = -INFINITY;
+			st[u - u0].l = 0.0f;
+			memset(uo[u - u0], 0, hd * sizeof(float));
 		}
-		for (t0 = 0; t0 < a->n_keys; t0 += 16) {
-			nt = a->n_keys - t0 < 16 ? a->n_keys - t0 : 16;
+		/* units see more keys as they go: the last sees the most */
+		nkb = unk[u1 - 1 - u0];
+		for (t0 = 0, ul = u0; t0 < nkb; t0 += 16) {
+			nt = nkb - t0 < 16 ? nkb - t0 : 16;
 			/* widen the block (missing keys: zeros) */
-			for (tt = 0; tt < 16; tt++) {
-				const uint16_t *kt = (const uint16_t *)a->k +
-				    (t0 + tt) * a->stride;
-				const uint16_t *vt = (const uint16_t *)a->v +
-				    (t0 + tt) * a->stride;
-
-				for (j = 0; j < nvec; j++) {
-					__mmask16 k = tt >= nt ? 0 :
-					    j + 1 == nvec ? klast : 0xffff;
-
-					_mm512_store_ps(kf + tt * KA_HD_MAX +
-					    16 * j, _mm512_cvtph_ps(
-					    _mm256_maskz_loadu_epi16(k, kt +
-					    16 * j)));
-					_mm512_store_ps(vf + tt * KA_HD_MAX +
-					    16 * j, _mm512_cvtph_ps(
-					    _mm256_maskz_loadu_epi16(k, vt +
-					    16 * j)));
-				}
-			}
-			for (h = hs; h < he; h++) {
-				struct ka_head	*hh = &st[h - hs];
-				const float	*q = a->q + h * hd;
-				float		*o = a->o + h * hd;
-				__m512		 acc[16];
-				float		 corr;
-
-				for (tt = 0; tt < 16; tt++)
-					acc[tt] = _mm512_setzero_ps();
-				for (j = 0; j < nvec; j++) {
-					__mmask16 k = j + 1 == nvec ? klast :
-					    0xffff;
-					__m512	 qv = _mm512_maskz_loadu_ps(k,
-					    q + 16 * j);
+			for (j = 0; j < nvec; j++) {
+				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
+				__m512	 r[16];
+				size_t	 dn = j + 1 == nvec ? hd - 16 * j : 16;
 
 #pragma GCC unroll 16
-					for (tt = 0; tt < 16; tt++)
-						acc[tt] = _mm512_fmadd_ps(qv,
-						    _mm512_load_ps(kf + tt *
-						    KA_HD_MAX + 16 * j),
-						    acc[tt]);
-				}
-				corr = ka_softmax_step(hh, ka_reduce16(acc),
-				    a->scale, nt, p);
-				for (j = 0; j < nvec; j++) {
-					__mmask16 k = j + 1 == nvec ? klast :
-					    0xffff;
-					__m512	 ov = _mm512_mul_ps(
-					    _mm512_maskz_loadu_ps(k, o + 16 * j),
-					    _mm512_set1_ps(corr));
+				for (tt = 0; tt < 16; tt++) {
+					const uint16_t *kp = (const uint16_t *)
+					    a->k + (t0 + tt) * a->stride;
+					const uint16_t *vp = (const uint16_t *)
+					    a->v + (t0 + tt) * a->stride;
+					__mmask16 kk = tt < nt ? k : 0;
 
-					for (tt = 0; tt < nt; tt++)
-						ov = _mm512_fmadd_ps(
-						    _mm512_set1_ps(p[tt]),
-						    _mm512_load_ps(vf + tt *
-						    KA_HD_MAX + 16 * j), ov);
-					_mm512_mask_storeu_ps(o + 16 * j, k, ov);
+					r[tt] = _mm512_cvtph_ps(
+					    _mm256_maskz_loadu_epi16(kk, kp +
+					    16 * j));
+					_mm512_store_ps(vf + tt * KA_HD_MAX +
+					    16 * j, _mm512_cvtph_ps(
+					    _mm256_maskz_loadu_epi16(kk, vp +
+					    16 * j)));
+				}
+				ka_transpose16(r);
+				for (tt = 0; tt < dn; tt++)
+					_mm512_store_ps(kt + 16 * (16 * j + tt),
+					    r[tt]);
+			}
+			while (unk[ul - u0] <= t0)
+				ul++;
+			for (u = ul; u < u1; u += (size_t)ng) {
+				const float	*qg[4];
+				float		*go[4], gc[4];
+				size_t		 gn[4];
+				__m512		 s[4];
+
+				ng = u1 - u < 4 ? (int)(u1 - u) : 4;
+				for (g = 0; g < ng; g++)
+					qg[g] = uq[u + g - u0];
+				switch (ng) {
+				case 4: ka_scores(qg, 4, hd, kt, s); break;
+				case 3: ka_scores(qg, 3, hd, kt, s); break;
+				case 2: ka_scores(qg, 2, hd, kt, s); break;
+				default: ka_scores(qg, 1, hd, kt, s); break;
+				}
+				for (g = 0; g < ng; g++) {
+					size_t	 x = u + g - u0;
+
+					go[g] = uo[x];
+					gn[g] = unk[x] - t0 < 16 ? unk[x] - t0 :
+					    16;
+					gc[g] = ka_softmax_step(&st[x], s[g],
+					    a->scale, gn[g], p[g]);
+				}
+				switch (ng) {
+				case 4: ka_pv(go, 4, gn, gc, p, vf, nvec, klast);
+					break;
+				case 3: ka_pv(go, 3, gn, gc, p, vf, nvec, klast);
+					break;
+				case 2: ka_pv(go, 2, gn, gc, p, vf, nvec, klast);
+					break;
+				default: ka_pv(go, 1, gn, gc, p, vf, nvec, klast);
+					break;
 				}
 			}
 		}
-		for (h = hs; h < he; h++) {
-			float	*o = a->o + h * hd;
-			__m512	 inv = _mm512_set1_ps(st[h - hs].l);
+		for (u = u0; u < u1; u++) {
+			float	*o = uo[u - u0];
+			__m512	 inv = _mm512_set1_ps(st[u - u0].l);
 
 			for (j = 0; j < nvec; j++) {
 				__mmask16 k = j + 1 == nvec ? klast : 0xffff;
@@ -1555,14 +1718,16 @@ ka_q8_0_row(const float *x, uint8_t *dst, size_t n)
 }
 
 /*
- * ka_attend_group for a cache with Q8_0 keys and/or values (hd a
- * multiple of 32). Q8_0 keys: the queries are quantized once
- * (ka_q8_0_row: kern_quantize_act_ref's bytes, into a->qq); a block of 16 keys is widened to
+ * One query row's heads against a cache with Q8_0 keys and/or values (hd
+ * a multiple of 32). Q8_0 keys: the queries are quantized once
+ * (ka_q8_0_row: kern_quantize_act_ref's bytes, into a->qq); a block of
+ * 16 keys is widened to
  * int16 with its scales; per head and 32-element block, vpmaddwd gives
  * 16 partial integer sums per key, ka_reduce16i the block's sum per key
  * (exact), and s += (float)isum * (d_k * d_q) in block order: the
  * reference's scores bit for bit. Q8_0 values are widened to d * q in
- * float once per block of keys. The online softmax is ka_attend_group's.
+ * float once per block of keys. The online softmax is ka_attend_f16's;
+ * F16 keys beside Q8_0 values are scored with ka_reduce16.
  */
 static void
 ka_attend_group_q8(const struct kern_attn *a)
@@ -1741,19 +1906,22 @@ ka_attend_group_q8(const struct kern_attn *a)
 static void
 ka_attend(const struct kern_attn *a)
 {
-	size_t	 h;
+	struct kern_attn row;
+	size_t	 i, h;
 
 	if (a->hd <= KA_HD_MAX && a->k_type == KERN_TYPE_F16 &&
 	    a->v_type == KERN_TYPE_F16) {
-		ka_attend_group(a);
+		ka_attend_f16(a);
 		return;
 	}
-	if (a->hd <= KA_HD_MAX) {
-		ka_attend_group_q8(a);
-		return;
+	for (i = 0; i < a->n_rows; i++) {
+		kern_attn_row(a, i, &row);
+		if (a->hd <= KA_HD_MAX)
+			ka_attend_group_q8(&row);
+		else
+			for (h = 0; h < row.n_q; h++)
+				kern_attend_head_ref(&row, h);
 	}
-	for (h = 0; h < a->n_q; h++)
-		kern_attend_head_ref(a, h);
 }
 
 static const struct kern_ops ka_ops = {

@@ -140,10 +140,14 @@ ref_matmul(const struct kern_mm *mm, size_t r0, size_t r1)
 static void
 ref_attend(const struct kern_attn *a)
 {
-	size_t	 h;
+	struct kern_attn row;
+	size_t	 i, h;
 
-	for (h = 0; h < a->n_q; h++)
-		kern_attend_head_ref(a, h);
+	for (i = 0; i < a->n_rows; i++) {
+		kern_attn_row(a, i, &row);
+		for (h = 0; h < row.n_q; h++)
+			kern_attend_head_ref(&row, h);
+	}
 }
 
 static void

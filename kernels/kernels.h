@@ -259,22 +259,29 @@ struct kern_mm {
 };
 
 /*
- * One query row's heads that share a key/value head. The cache holds
- * keys of k_type and values of v_type, each KERN_TYPE_F16 or (hd a
- * multiple of 32) KERN_TYPE_Q8_0; position t's key of this kv head
- * starts kern_row_bytes(k_type, t*stride) bytes after k (likewise v).
+ * The heads that share a key/value head, for n_rows query rows at
+ * consecutive positions of one sequence (a prompt's rows; a decode step
+ * has one): row i sees keys 0 .. n_keys+i-1. The cache holds keys of
+ * k_type and values of v_type, each KERN_TYPE_F16 or (hd a multiple of
+ * 32) KERN_TYPE_Q8_0; position t's key of this kv head starts
+ * kern_row_bytes(k_type, t*stride) bytes after k (likewise v). Each
+ * (row, head) comes out the same bits whatever n_rows and n_q are.
  */
 struct kern_attn {
-	const float	*q;		/* [n_q][hd] queries */
-	float		*o;		/* [n_q][hd] out */
+	const float	*q;		/* [n_rows][row_stride], row i's heads
+					 * [n_q][hd] at q + i*row_stride */
+	float		*o;		/* out, laid out as q */
 	size_t		 n_q;		/* heads */
+	size_t		 n_rows;	/* query rows, >= 1 */
+	size_t		 row_stride;	/* floats from one row's q (and o) to
+					 * the next; unused when n_rows is 1 */
 	const void	*k;		/* key of position 0, this kv head */
 	const void	*v;		/* value, likewise */
 	uint32_t	 k_type;	/* KERN_TYPE_F16 or KERN_TYPE_Q8_0 */
 	uint32_t	 v_type;	/* likewise */
 	size_t		 stride;	/* elements between positions */
 	size_t		 hd;		/* head dim */
-	size_t		 n_keys;	/* positions 0 .. n_keys-1 */
+	size_t		 n_keys;	/* row 0 sees positions 0 .. n_keys-1 */
 	float		 scale;		/* 1/sqrt(hd) */
 	float		*scratch;	/* [n_keys] floats (the reference's) */
 	void		*qq;		/* Q8_0 keys: [n_q][kern_row_bytes(
@@ -283,7 +290,8 @@ struct kern_attn {
 };
 
 /*
- * Head h of a (the reference every set's attend is checked against):
+ * Head h of a's row 0 (the reference every set's attend is checked
+ * against, row by row through kern_attn_row):
  * kern_attend_ref's steps for F16 caches; with Q8_0 keys the query is
  * first quantized as kern_quantize_act_ref(KERN_TYPE_Q8_0) does (into
  * a->qq + h rows) and s_t = (sum over blocks b in order of
@@ -292,6 +300,9 @@ struct kern_attn {
  * d * q in float.
  */
 void kern_attend_head_ref(const struct kern_attn *a, size_t h);
+/* Row i of a as a one-row kern_attn (its q, o and n_keys + i keys). */
+void kern_attn_row(const struct kern_attn *a, size_t i,
+	    struct kern_attn *row);
 /* A KV cache element type the attention reads, for head dim hd. */
 bool kern_kv_type_ok(uint32_t type, size_t hd);
 

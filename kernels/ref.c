@@ -683,6 +683,16 @@ ref_score_q8_0(const struct kern_block_q8_0 *qq, const uint8_t *kt,
 }
 
 void
+kern_attn_row(const struct kern_attn *a, size_t i, struct kern_attn *row)
+{
+	*row = *a;
+	row->q = a->q + i * a->row_stride;
+	row->o = a->o + i * a->row_stride;
+	row->n_rows = 1;
+	row->n_keys = a->n_keys + i;
+}
+
+void
 kern_attend_head_ref(const struct kern_attn *a, size_t h)
 {
 	const float	*q = a->q + h * a->hd;

@@ -2101,86 +2101,19 @@ START_TEST(test_simd_matmul)
 }
 END_TEST
 
-/* Fused attention against kern_attend_ref, heads of several sizes. */
-START_TEST(test_simd_attention)
-{
-	static const size_t	 hds[] = { 8, 64, 80, 128 };
-	static const size_t	 keys[] = { 1, 15, 16, 17, 100 };
-	const struct kern_ops	*sets[KERN_ISA_COUNT];
-	int			 n = simd_sets(sets), k;
-	uint64_t		 st = 0xa77;
-	size_t			 hi, ki, i, h;
-
-	for (hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
-		for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++) {
-			size_t	 hd = hds[hi], nk = keys[ki], nq = 4;
-			size_t	 stride = 2 * hd + 8;
-			float	*q = malloc(nq * hd * sizeof(float));
-			float	*o = malloc(nq * hd * sizeof(float));
-			float	*oref = malloc(nq * hd * sizeof(float));
-			float	*scr = malloc(nk * sizeof(float));
-			uint16_t *kc = malloc(nk * stride * 2);
-			uint16_t *vc = malloc(nk * stride * 2);
-			float	 vmax = 0, scale = 1.0f / sqrtf((float)hd);
-			struct kern_attn a;
-
-			ck_assert(q && o && oref && scr && kc && vc);
-			for (i = 0; i < nq * hd; i++)
-				q[i] = tu_rand_normal(&st) * 2;
-			for (i = 0; i < nk * stride; i++) {
-				kc[i] = kern_fp32_to_fp16(tu_rand_normal(&st));
-				vc[i] = kern_fp32_to_fp16(tu_rand_normal(&st));
-				if (fabsf(kern_fp16_to_fp32(vc[i])) > vmax)
-					vmax = fabsf(kern_fp16_to_fp32(vc[i]));
-			}
-			for (h = 0; h < nq; h++)
-				kern_attend_ref(q + h * hd, kc + hd, vc + hd,
-				    stride, hd, nk, scale, oref + h * hd, scr);
-			for (k = 0; k < n; k++) {
-				memset(&a, 0, sizeof(a));
-				a.q = q;
-				a.o = o;
-				a.n_q = nq;
-				a.k = kc + hd;
-				a.v = vc + hd;
-				a.k_type = KERN_TYPE_F16;
-				a.v_type = KERN_TYPE_F16;
-				a.stride = stride;
-				a.hd = hd;
-				a.n_keys = nk;
-				a.scale = scale;
-				a.scratch = scr;
-				sets[k]->attend(&a);
-				for (i = 0; i < nq * hd; i++)
-					CHECK(fabsf(o[i] - oref[i]) <=
-					    TOL_SIMD_ATTN * vmax, "%s: hd %zu "
-					    "keys %zu: out[%zu] %.9g, ref %.9g",
-					    sets[k]->name, hd, nk, i,
-					    (double)o[i], (double)oref[i]);
-				if (sets[k]->isa == KERN_ISA_REF)
-					ck_assert(memcmp(o, oref, nq * hd *
-					    sizeof(float)) == 0);
-			}
-			free(q);
-			free(o);
-			free(oref);
-			free(scr);
-			free(kc);
-			free(vc);
-		}
-	}
-}
-END_TEST
-
 /*
- * Attention on Q8_0 caches (keys, values or both):
- *   TOL_SIMD_ATTN: every set against kern_attend_head_ref (the scores
- *     of Q8_0 keys are the same bits; the online softmax and FMA differ
- *     by rounding), relative to max |v|; the reference set bit for bit;
- *   TOL_ATTN_Q8_VS_F16: the Q8_0 cache's output against the fp16
- *     cache's (kern_attend_ref) on the same data, relative to max |v|:
- *     the cost of 8-bit keys, values and queries (measured: at most
- *     0.0095 on these shapes; random data is the hard case).
+ * Fused attention, every set against the reference:
+ *   TOL_SIMD_ATTN: each output against kern_attend_head_ref (row by row
+ *     through kern_attn_row), relative to max |v| (the scores of Q8_0
+ *     keys are the same bits; the online softmax and FMA differ by
+ *     rounding); the reference set bit for bit;
+ *   each set's rows and heads come out the same bits whether a call
+ *     carries all rows and heads, one row, or one head of one row (a
+ *     prompt's logits must not depend on how it is batched);
+ *   TOL_ATTN_Q8_VS_F16: a Q8_0 cache's output against the fp16 cache's
+ *     (kern_attend_ref) on the same data, relative to max |v|: the cost
+ *     of 8-bit keys, values and queries (measured: at most 0.0095 on
+ *     these shapes; random data is the hard case).
  */
 #define TOL_ATTN_Q8_VS_F16	0.03
 
@@ -2208,6 +2141,176 @@ kv_fill(uint32_t t, size_t n, size_t stride, uint64_t *st, uint8_t *dst,
 	free(x);
 }
 
+/* Worst errors seen by attn_case, for the suite's log. */
+struct attn_worst {
+	double	 simd;		/* |set - ref| / max |v| */
+	double	 q8_f16;	/* |q8_0 cache - f16 cache| / max |v| */
+};
+
+/*
+ * One attention shape: nq heads of head dim hd for nrows rows (row i
+ * sees nk + i keys) against the second kv head of a cache of keys of
+ * type kt and values of type vt; checks every set as described above.
+ */
+static void
+attn_case(uint32_t kt, uint32_t vt, size_t hd, size_t nk, size_t nq,
+    size_t nrows, uint64_t *st, struct attn_worst *w)
+{
+	const struct kern_ops	*sets[KERN_ISA_COUNT];
+	const int		 n = simd_sets(sets);
+	const size_t		 stride = 2 * hd + 32, nkeys = nk + nrows - 1;
+	const size_t		 rs = nq * hd + 5;	/* row stride */
+	const size_t		 krb = kern_row_bytes(kt, stride);
+	const size_t		 vrb = kern_row_bytes(vt, stride);
+	const size_t		 nf = nrows * rs;
+	float	*q = malloc(nf * sizeof(float));
+	float	*o = malloc(nf * sizeof(float));
+	float	*o1 = malloc(nf * sizeof(float));
+	float	*oref = malloc(nf * sizeof(float));
+	float	*of16 = malloc(nq * hd * sizeof(float));
+	float	*scr = malloc(nkeys * sizeof(float));
+	void	*qq = malloc(nq * kern_row_bytes(KERN_TYPE_Q8_0, hd));
+	uint8_t	*kc = malloc(nkeys * krb), *vc = malloc(nkeys * vrb);
+	uint16_t *k16 = malloc(nkeys * stride * 2);
+	uint16_t *v16 = malloc(nkeys * stride * 2);
+	float	 vmax = 0, scale = 1.0f / sqrtf((float)hd);
+	struct kern_attn a, row, head;
+	size_t	 i, h, x;
+	int	 k;
+
+	ck_assert(q && o && o1 && oref && of16 && scr && qq && kc && vc &&
+	    k16 && v16);
+	for (i = 0; i < nf; i++)
+		q[i] = tu_rand_normal(st) * 2;
+	kv_fill(kt, nkeys, stride, st, kc, k16, 1.0f);
+	kv_fill(vt, nkeys, stride, st, vc, v16, 1.0f);
+	for (i = 0; i < nkeys * stride; i++)
+		if (fabsf(kern_fp16_to_fp32(v16[i])) > vmax)
+			vmax = fabsf(kern_fp16_to_fp32(v16[i]));
+	memset(&a, 0, sizeof(a));
+	a.q = q;
+	a.o = oref;
+	a.n_q = nq;
+	a.n_rows = nrows;
+	a.row_stride = rs;
+	/* the second kv head of the row */
+	a.k = kc + kern_row_bytes(kt, hd);
+	a.v = vc + kern_row_bytes(vt, hd);
+	a.k_type = kt;
+	a.v_type = vt;
+	a.stride = stride;
+	a.hd = hd;
+	a.n_keys = nk;
+	a.scale = scale;
+	a.scratch = scr;
+	a.qq = qq;
+	memset(oref, 0xff, nf * sizeof(float));
+	for (i = 0; i < nrows; i++) {
+		kern_attn_row(&a, i, &row);
+		for (h = 0; h < nq; h++) {
+			kern_attend_head_ref(&row, h);
+			kern_attend_ref(row.q + h * hd, k16 + hd, v16 + hd,
+			    stride, hd, row.n_keys, scale, of16 + h * hd, scr);
+		}
+		for (x = 0; x < nq * hd; x++) {
+			double e = fabs((double)row.o[x] - of16[x]) / vmax;
+
+			if (e > w->q8_f16)
+				w->q8_f16 = e;
+			CHECK(e <= TOL_ATTN_Q8_VS_F16, "k %s v %s hd %zu "
+			    "keys %zu: out[%zu] %.6g, f16 cache %.6g",
+			    kern_type_name(kt), kern_type_name(vt), hd,
+			    row.n_keys, x, (double)row.o[x], (double)of16[x]);
+		}
+	}
+	for (k = 0; k < n; k++) {
+		a.o = o;
+		memset(o, 0xff, nf * sizeof(float));
+		sets[k]->attend(&a);
+		for (i = 0; i < nrows; i++)
+			for (x = 0; x < rs; x++) {
+				double	 e;
+
+				if (x >= nq * hd) {	/* between rows */
+					CHECK(memcmp(&o[i * rs + x],
+					    &oref[i * rs + x], 4) == 0,
+					    "%s: wrote between rows",
+					    sets[k]->name);
+					continue;
+				}
+				e = fabs((double)o[i * rs + x] -
+				    oref[i * rs + x]) / vmax;
+				if (e > w->simd)
+					w->simd = e;
+				CHECK(e <= TOL_SIMD_ATTN, "%s: k %s v %s hd %zu "
+				    "keys %zu heads %zu row %zu of %zu: "
+				    "out[%zu] %.9g, ref %.9g", sets[k]->name,
+				    kern_type_name(kt), kern_type_name(vt), hd,
+				    nk + i, nq, i, nrows, x,
+				    (double)o[i * rs + x],
+				    (double)oref[i * rs + x]);
+			}
+		if (sets[k]->isa == KERN_ISA_REF)
+			ck_assert(memcmp(o, oref, nf * sizeof(float)) == 0);
+		/* the same bits a row, and a head, at a time */
+		memcpy(o1, o, nf * sizeof(float));
+		for (i = 0; i < nrows; i++) {
+			a.o = o1;
+			kern_attn_row(&a, i, &row);
+			memset(row.o, 0, nq * hd * sizeof(float));
+			if (i % 2 == 0) {
+				sets[k]->attend(&row);
+				continue;
+			}
+			for (h = 0; h < nq; h++) {
+				head = row;
+				head.q += h * hd;
+				head.o += h * hd;
+				head.n_q = 1;
+				sets[k]->attend(&head);
+			}
+		}
+		CHECK(memcmp(o, o1, nf * sizeof(float)) == 0, "%s: k %s v %s "
+		    "hd %zu heads %zu rows %zu: one call differs from a row "
+		    "or head at a time", sets[k]->name, kern_type_name(kt),
+		    kern_type_name(vt), hd, nq, nrows);
+	}
+	free(q);
+	free(o);
+	free(o1);
+	free(oref);
+	free(of16);
+	free(scr);
+	free(qq);
+	free(kc);
+	free(vc);
+	free(k16);
+	free(v16);
+}
+
+/* F16 caches: head dims with and without a partial vector, block
+ * edges, one row or a prompt's rows, one head or a group. */
+START_TEST(test_simd_attention)
+{
+	static const size_t	 hds[] = { 8, 64, 80, 128 };
+	static const size_t	 keys[] = { 1, 15, 16, 17, 100 };
+	static const size_t	 nqs[] = { 1, 4, 7 };
+	static const size_t	 rows[] = { 1, 2, 19, 40 };
+	struct attn_worst	 w = { 0, 0 };
+	uint64_t		 st = 0xa77;
+	size_t			 hi, ki, ri;
+
+	for (hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+	for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++)
+	for (ri = 0; ri < sizeof(rows) / sizeof(rows[0]); ri++)
+		attn_case(KERN_TYPE_F16, KERN_TYPE_F16, hds[hi], keys[ki],
+		    nqs[(hi + ki + ri) % 3], rows[ri], &st, &w);
+	/* more (row, head) pairs than the kernel takes at once */
+	attn_case(KERN_TYPE_F16, KERN_TYPE_F16, 64, 3, 8, 70, &st, &w);
+	printf("attention f16: worst |simd - ref| / max|v| %.3g\n", w.simd);
+}
+END_TEST
+
 START_TEST(test_simd_attention_q8)
 {
 	static const uint32_t	 kt[] = { KERN_TYPE_Q8_0, KERN_TYPE_Q8_0,
@@ -2217,103 +2320,17 @@ START_TEST(test_simd_attention_q8)
 	static const size_t	 hds[] = { 32, 64, 96, 128, 256, 288 };
 	static const size_t	 keys[] = { 1, 15, 16, 17, 33, 100, 257 };
 	static const size_t	 nqs[] = { 1, 4, 7 };
-	const struct kern_ops	*sets[KERN_ISA_COUNT];
-	int			 n = simd_sets(sets), k;
+	struct attn_worst	 w = { 0, 0 };
 	uint64_t		 st = 0x8a77;
-	size_t			 ti, hi, ki, i, h;
-	double			 worst = 0, worst_f16 = 0;
+	size_t			 ti, hi, ki;
 
 	for (ti = 0; ti < 3; ti++)
 	for (hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
-	for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++) {
-		size_t	 hd = hds[hi], nk = keys[ki];
-		size_t	 nq = nqs[(hi + ki) % 3], stride = 2 * hd + 32;
-		size_t	 krb = kern_row_bytes(kt[ti], stride);
-		size_t	 vrb = kern_row_bytes(vt[ti], stride);
-		float	*q = malloc(nq * hd * sizeof(float));
-		float	*o = malloc(nq * hd * sizeof(float));
-		float	*oref = malloc(nq * hd * sizeof(float));
-		float	*of16 = malloc(nq * hd * sizeof(float));
-		float	*scr = malloc(nk * sizeof(float));
-		void	*qq = malloc(nq * kern_row_bytes(KERN_TYPE_Q8_0, hd));
-		uint8_t	*kc = malloc(nk * krb), *vc = malloc(nk * vrb);
-		uint16_t *k16 = malloc(nk * stride * 2);
-		uint16_t *v16 = malloc(nk * stride * 2);
-		float	 vmax = 0, scale = 1.0f / sqrtf((float)hd);
-		struct kern_attn a;
-
-		ck_assert(q && o && oref && of16 && scr && qq && kc && vc &&
-		    k16 && v16);
-		for (i = 0; i < nq * hd; i++)
-			q[i] = tu_rand_normal(&st) * 2;
-		kv_fill(kt[ti], nk, stride, &st, kc, k16, 1.0f);
-		kv_fill(vt[ti], nk, stride, &st, vc, v16, 1.0f);
-		for (i = 0; i < nk * stride; i++)
-			if (fabsf(kern_fp16_to_fp32(v16[i])) > vmax)
-				vmax = fabsf(kern_fp16_to_fp32(v16[i]));
-		memset(&a, 0, sizeof(a));
-		a.q = q;
-		a.o = oref;
-		a.n_q = nq;
-		/* the second kv head of the row */
-		a.k = kc + kern_row_bytes(kt[ti], hd);
-		a.v = vc + kern_row_bytes(vt[ti], hd);
-		a.k_type = kt[ti];
-		a.v_type = vt[ti];
-		a.stride = stride;
-		a.hd = hd;
-		a.n_keys = nk;
-		a.scale = scale;
-		a.scratch = scr;
-		a.qq = qq;
-		for (h = 0; h < nq; h++) {
-			kern_attend_head_ref(&a, h);
-			kern_attend_ref(q + h * hd, k16 + hd, v16 + hd, stride,
-			    hd, nk, scale, of16 + h * hd, scr);
-		}
-		for (i = 0; i < nq * hd; i++) {
-			double e = fabs((double)oref[i] - of16[i]) / vmax;
-
-			if (e > worst_f16)
-				worst_f16 = e;
-			CHECK(e <= TOL_ATTN_Q8_VS_F16, "k %s v %s hd %zu "
-			    "keys %zu: q8 out[%zu] %.6g, f16 %.6g",
-			    kern_type_name(kt[ti]), kern_type_name(vt[ti]),
-			    hd, nk, i, (double)oref[i], (double)of16[i]);
-		}
-		for (k = 0; k < n; k++) {
-			a.o = o;
-			memset(o, 0xff, nq * hd * sizeof(float));
-			sets[k]->attend(&a);
-			for (i = 0; i < nq * hd; i++) {
-				double e = fabs((double)o[i] - oref[i]) / vmax;
-
-				if (e > worst)
-					worst = e;
-				CHECK(e <= TOL_SIMD_ATTN, "%s: k %s v %s hd "
-				    "%zu keys %zu heads %zu: out[%zu] %.9g, "
-				    "ref %.9g", sets[k]->name,
-				    kern_type_name(kt[ti]),
-				    kern_type_name(vt[ti]), hd, nk, nq, i,
-				    (double)o[i], (double)oref[i]);
-			}
-			if (sets[k]->isa == KERN_ISA_REF)
-				ck_assert(memcmp(o, oref, nq * hd *
-				    sizeof(float)) == 0);
-		}
-		free(q);
-		free(o);
-		free(oref);
-		free(of16);
-		free(scr);
-		free(qq);
-		free(kc);
-		free(vc);
-		free(k16);
-		free(v16);
-	}
+	for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++)
+		attn_case(kt[ti], vt[ti], hds[hi], keys[ki],
+		    nqs[(hi + ki) % 3], ki % 2 == 0 ? 1 : 3, &st, &w);
 	printf("attention q8_0: worst |simd - ref| / max|v| %.3g, "
-	    "|q8_0 - f16| / max|v| %.3g\n", worst, worst_f16);
+	    "|q8_0 - f16| / max|v| %.3g\n", w.simd, w.q8_f16);
 }
 END_TEST
 
