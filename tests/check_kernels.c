@@ -1780,7 +1780,7 @@ END_TEST
  * and AVX-512 where the CPU has it) is compared with the scalar reference
  * functions on random data whose shapes end in partial tiles: row counts
  * that are not whole 16-row groups, one or an odd number of blocks, odd
- * numbers of vectors and more vectors than one pass (64) takes. Named
+ * numbers of vectors and more vectors than one pass (128) takes. Named
  * tolerances:
  *   quantized weights (Q4_0, Q8_0, Q4_K, Q6_K): none, bit for bit: the
  *     block sums are integers and the float operations per row the same,
@@ -1965,7 +1965,7 @@ static const struct mm_shape {
 	size_t	 n_x;
 } mm_shapes[] = {
 	{ 1, 1, 1 }, { 17, 1, 3 }, { 16, 5, 8 }, { 33, 3, 9 },
-	{ 5, 7, 13 }, { 50, 2, 65 }, { 47, 1, 4 },
+	{ 5, 7, 13 }, { 50, 2, 65 }, { 47, 1, 4 }, { 21, 2, 131 },
 };
 
 START_TEST(test_simd_matmul)
