@@ -71,6 +71,7 @@ struct bench_opts {
 	uint32_t	 n_batch;
 	uint32_t	 reps;
 	uint32_t	 streams;
+	uint32_t	 depth;		/* -d: tokens in the cache first */
 	bool		 json;
 	const char	*llama;		/* $LLAMA_BENCH or NULL */
 	uint32_t	 type_k;	/* KV cache keys: KERN_TYPE_F16, _Q8_0 */
@@ -89,7 +90,7 @@ struct bench_machine {
 
 /* One test's samples (t/s), hearth's and llama.cpp's. */
 struct bench_result {
-	char		 name[32];	/* pp512, tg128, tg128x8 */
+	char		 name[32];	/* pp512, tg128, tg128x8, pp512 @ d4096 */
 	uint32_t	 n_prompt;
 	uint32_t	 n_gen;
 	uint32_t	 streams;
@@ -106,9 +107,9 @@ usage(void)
 	fprintf(stderr, "usage: hearth-bench -m MODEL.gguf [-m MODEL ...] "
 	    "[-t THREADS] [-p N_PROMPT]\n"
 	    "                    [-n N_GEN] [-b BATCH] [-r REPEATS] "
-	    "[-s STREAMS] [-o md|json]\n"
-	    "                    [-ctk f16|q8_0] [-ctv f16|q8_0] "
-	    "[--pages hugetlb|thp|small]\n"
+	    "[-s STREAMS] [-d DEPTH]\n"
+	    "                    [-o md|json] [-ctk f16|q8_0] [-ctv f16|q8_0] "
+	    "\n                    [--pages hugetlb|thp|small]\n"
 	    "environment: LLAMA_BENCH=path/to/llama-bench (run it "
 	    "interleaved, show ratios)\n"
 	    "             HEARTH_KERNELS=ref|avx512|auto, HEARTH_PIN=0\n");
@@ -377,25 +378,29 @@ peak_task(void *arg, uint32_t ith, uint32_t nth)
 #endif
 }
 
-/* Multiply-adds/s of one kind on every thread together. */
+/*
+ * Multiply-adds/s of one kind on every thread together: the fastest
+ * thread of 5 passes (all threads running at once) times the threads.
+ * The cores are alike; a thread that lost its CPU for part of a pass
+ * (others may share the machine) would otherwise lower the peak and
+ * make the "% of peak" of later tests look better than they are.
+ */
 static double
 bench_peak(struct kern_pool *pool, int kind)
 {
 	struct peak_job	 j;
-	double		 sum, best = 0;
+	double		 best = 0;
 	uint32_t	 i, pass;
 
-	/* best of 3 passes, as the bandwidth (others may share the CPU) */
-	for (pass = 0; pass < 3; pass++) {
+	for (pass = 0; pass < 5; pass++) {
 		memset(&j, 0, sizeof(j));
 		j.kind = kind;
 		kern_pool_run(pool, peak_task, &j);
-		for (sum = 0, i = 0; i < kern_pool_threads(pool); i++)
-			sum += j.rate[i];
-		if (sum > best)
-			best = sum;
+		for (i = 0; i < kern_pool_threads(pool); i++)
+			if (j.rate[i] > best)
+				best = j.rate[i];
 	}
-	return best;
+	return best * kern_pool_threads(pool);
 }
 
 static void
@@ -522,7 +527,8 @@ die_eng(const char *what, const struct eng_err *err)
 	exit(1);
 }
 
-/* One pp run: seconds for n_prompt tokens from an empty cache. */
+/* One pp run: seconds for n_prompt tokens after the cache's first
+ * o->depth positions. */
 static double
 run_pp(struct fwd *f, struct fwd_kv *kv, const struct bench_opts *o)
 {
@@ -535,7 +541,7 @@ run_pp(struct fwd *f, struct fwd_kv *kv, const struct bench_opts *o)
 		exit(1);
 	for (i = 0; i < o->n_prompt; i++)
 		ids[i] = rand_token(f->m);
-	fwd_kv_truncate(kv, 0);
+	fwd_kv_truncate(kv, o->depth);
 	t = now_s();
 	if (fwd_eval(f, kv, ids, o->n_prompt, false, &err) < 0)
 		die_eng("pp", &err);
@@ -544,10 +550,11 @@ run_pp(struct fwd *f, struct fwd_kv *kv, const struct bench_opts *o)
 	return t;
 }
 
-/* One tg run: seconds for n tokens decoded greedily from empty caches,
- * in n_kv streams at once. */
+/* One tg run: seconds for n tokens decoded greedily after the caches'
+ * first depth positions, in n_kv streams at once. */
 static double
-run_tg(struct fwd *f, struct fwd_kv **kv, uint32_t n_kv, uint32_t n)
+run_tg(struct fwd *f, struct fwd_kv **kv, uint32_t n_kv, uint32_t n,
+    uint32_t depth)
 {
 	struct eng_err	 err = { "" };
 	struct fwd_seq	 seq[64];
@@ -556,7 +563,7 @@ run_tg(struct fwd *f, struct fwd_kv **kv, uint32_t n_kv, uint32_t n)
 	double		 t;
 
 	for (s = 0; s < n_kv; s++) {
-		fwd_kv_truncate(kv[s], 0);
+		fwd_kv_truncate(kv[s], depth);
 		tok[s] = rand_token(f->m);
 		memset(&seq[s], 0, sizeof(seq[s]));
 		seq[s].kv = kv[s];
@@ -572,6 +579,26 @@ run_tg(struct fwd *f, struct fwd_kv **kv, uint32_t n_kv, uint32_t n)
 			    seq[s].logits_row), f->m->hp.n_vocab);
 	}
 	return now_s() - t;
+}
+
+/* The first depth positions of a cache: random tokens, not timed. */
+static void
+fill_depth(struct fwd *f, struct fwd_kv *kv, uint32_t depth)
+{
+	struct eng_err	 err = { "" };
+	int32_t		*ids;
+	uint32_t	 i;
+
+	if (depth == 0)
+		return;
+	if ((ids = malloc(depth * sizeof(*ids))) == NULL)
+		exit(1);
+	for (i = 0; i < depth; i++)
+		ids[i] = rand_token(f->m);
+	fwd_kv_truncate(kv, 0);
+	if (fwd_eval(f, kv, ids, depth, false, &err) < 0)
+		die_eng("-d", &err);
+	free(ids);
 }
 
 /* --- llama-bench ------------------------------------------------------- */
@@ -590,9 +617,10 @@ run_llama(const struct bench_opts *o, const char *model, uint32_t threads,
 
 	snprintf(dir, sizeof(dir), "%s", o->llama);
 	snprintf(cmd, sizeof(cmd), "LD_LIBRARY_PATH='%s'${LD_LIBRARY_PATH:+:"
-	    "$LD_LIBRARY_PATH} '%s' -m '%s' -t %u -p %u -n %u -b %u -ub %u "
-	    "-ctk %s -ctv %s -r 1 -o json 2>/dev/null", dirname(dir),
-	    o->llama, model, threads, n_prompt, n_gen, o->n_batch, o->n_batch,
+	    "$LD_LIBRARY_PATH} '%s' -m '%s' -t %u -p %u -n %u -d %u -b %u "
+	    "-ub %u -ctk %s -ctv %s -r 1 -o json 2>/dev/null", dirname(dir),
+	    o->llama, model, threads, n_prompt, n_gen, o->depth, o->n_batch,
+	    o->n_batch,
 	    kern_type_name(o->type_k), kern_type_name(o->type_v));
 	if ((p = popen(cmd, "r")) == NULL)
 		return -1;
@@ -636,14 +664,14 @@ fmt_size(double bytes, char *buf, size_t len)
 static void
 print_md_header(const struct bench_opts *o)
 {
-	printf("| %-28s | %10s | %8s | %-6s | %7s | %11s | %16s |",
+	printf("| %-28s | %10s | %8s | %-6s | %7s | %15s | %16s |",
 	    "model", "size", "params", "kernel", "threads", "test", "t/s");
 	if (o->llama != NULL)
 		printf(" %16s | %6s |", "llama.cpp t/s", "ratio");
 	printf(" %-16s |\n", "roofline / peak");
-	printf("| %.28s | %.10s: | %.8s: | %.6s | %.7s: | %.11s: | %.16s: |",
+	printf("| %.28s | %.10s: | %.8s: | %.6s | %.7s: | %.15s: | %.16s: |",
 	    "------------------------------", "----------", "----------",
-	    "------", "-------", "-----------", "----------------");
+	    "------", "-------", "---------------", "----------------");
 	if (o->llama != NULL)
 		printf(" %.16s: | %.6s: |", "----------------", "------");
 	printf(" %.16s |\n", "----------------");
@@ -670,7 +698,7 @@ print_md_row(const struct bench_opts *o, const struct model *m,
 		    100 * br->frac);
 	else
 		snprintf(frac, sizeof(frac), "%.0f%% of peak", 100 * br->frac);
-	printf("| %-28s | %10s | %8s | %-6s | %7u | %11s | %16s |", desc, sz,
+	printf("| %-28s | %10s | %8s | %-6s | %7u | %15s | %16s |", desc, sz,
 	    params, m->ops->name, threads, br->name, ts);
 	if (o->llama != NULL) {
 		mean_sd(br->llama_ts, br->n_llama, &lmean, &lsd);
@@ -732,7 +760,7 @@ json_row(const struct bench_opts *o, const char *path, const struct model *m,
 	    json_string(kern_type_name(o->type_v)));
 	json_object_set_new(j, "n_prompt", json_integer(br->n_prompt));
 	json_object_set_new(j, "n_gen", json_integer(br->n_gen));
-	json_object_set_new(j, "n_depth", json_integer(0));
+	json_object_set_new(j, "n_depth", json_integer(o->depth));
 	json_object_set_new(j, "test_time", json_string(tbuf));
 	json_object_set_new(j, "avg_ns", json_integer((json_int_t)nmean));
 	json_object_set_new(j, "stddev_ns", json_integer((json_int_t)nsd));
@@ -800,7 +828,7 @@ bench_model(const struct bench_opts *o, const char *path,
 	uint32_t		 n_res = 0, ctx, nb, s, i, threads, k;
 	double			 bytes, macs, att, size, tg1 = 0, peak;
 	bool			 vnni;
-	char			 desc[64];
+	char			 desc[64], dsfx[24] = "";
 	struct stat		 st;
 	struct model_load_opts	 lo;
 
@@ -821,7 +849,8 @@ bench_model(const struct bench_opts *o, const char *path,
 	model_cost(m, &bytes, &macs, &vnni);
 	model_desc(m, desc, sizeof(desc));
 	size = stat(path, &st) == 0 ? (double)st.st_size : bytes;
-	ctx = (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) + 1;
+	ctx = o->depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) +
+	    1;
 	nb = o->n_batch > o->streams ? o->n_batch : o->streams;
 	if (fwd_new(m, nb, ctx, o->streams > 1 ? o->streams : 1, &f) < 0) {
 		fprintf(stderr, "hearth-bench: out of memory\n");
@@ -834,22 +863,36 @@ bench_model(const struct bench_opts *o, const char *path,
 		}
 	if (o->has_pages)
 		print_pages(o, m, kv, o->streams > 1 ? o->streams : 1);
+	if (o->depth > 0) {
+		fprintf(stderr, "hearth-bench: %u tokens into %u cache%s first "
+		    "(-d)\n", o->depth, o->streams > 1 ? o->streams : 1,
+		    o->streams > 1 ? "s" : "");
+		for (s = 0; s < (o->streams > 1 ? o->streams : 1); s++)
+			fill_depth(f, kv[s], o->depth);
+		/* the weights' and KV bytes a token reads at that depth */
+		bytes += (double)m->hp.n_layer * o->depth *
+		    (kern_row_bytes(o->type_k, m->hp.n_head_kv *
+		    m->hp.head_dim) + kern_row_bytes(o->type_v,
+		    m->hp.n_head_kv * m->hp.head_dim));
+	}
 	memset(res, 0, sizeof(res));
+	if (o->depth > 0)	/* llama-bench's "pp512 @ d4096" */
+		snprintf(dsfx, sizeof(dsfx), " @ d%u", o->depth);
 	if (o->n_prompt > 0) {
 		struct bench_result *r = &res[n_res++];
 
-		snprintf(r->name, sizeof(r->name), "pp%u", o->n_prompt);
+		snprintf(r->name, sizeof(r->name), "pp%u%s", o->n_prompt, dsfx);
 		r->n_prompt = o->n_prompt;
 	}
 	if (o->n_gen > 0) {
 		struct bench_result *r = &res[n_res++];
 
-		snprintf(r->name, sizeof(r->name), "tg%u", o->n_gen);
+		snprintf(r->name, sizeof(r->name), "tg%u%s", o->n_gen, dsfx);
 		r->n_gen = o->n_gen;
 		if (o->streams > 1) {
 			r = &res[n_res++];
-			snprintf(r->name, sizeof(r->name), "tg%ux%u", o->n_gen,
-			    o->streams);
+			snprintf(r->name, sizeof(r->name), "tg%ux%u%s",
+			    o->n_gen, o->streams, dsfx);
 			r->n_gen = o->n_gen;
 			r->streams = o->streams;
 		}
@@ -864,10 +907,11 @@ bench_model(const struct bench_opts *o, const char *path,
 		if (r->n_prompt > 0)
 			run_pp(f, kv[0], o);
 		else
-			run_tg(f, kv, n_kv, r->n_gen < 16 ? r->n_gen : 16);
+			run_tg(f, kv, n_kv, r->n_gen < 16 ? r->n_gen : 16,
+			    o->depth);
 		for (i = 0; i < o->reps; i++) {
 			double t = r->n_prompt > 0 ? run_pp(f, kv[0], o) :
-			    run_tg(f, kv, n_kv, r->n_gen);
+			    run_tg(f, kv, n_kv, r->n_gen, o->depth);
 
 			r->ts[r->n++] = (r->n_prompt + (double)r->n_gen *
 			    n_kv) / t;
@@ -896,7 +940,8 @@ bench_model(const struct bench_opts *o, const char *path,
 				/* attention: position t costs t+1 keys, q.k
 				 * and p.v, per layer and head */
 				att = (double)m->hp.n_layer * m->hp.n_head *
-				    m->hp.head_dim * 2 * (o->n_prompt + 1) / 2;
+				    m->hp.head_dim * 2 * (o->depth +
+				    (o->n_prompt + 1) / 2.0);
 				peak = vnni ? bm->peak_vnni : bm->peak_fma;
 				r->frac = peak > 0 ? mean * (macs + att) / peak :
 				    0;
@@ -1007,7 +1052,7 @@ main(int argc, char **argv)
 	o.n_batch = 512;
 	o.reps = 5;
 	o.streams = 8;
-	while ((ch = getopt(argc, argv, "m:t:p:n:b:r:s:o:h")) != -1) {
+	while ((ch = getopt(argc, argv, "m:t:p:n:b:r:s:d:o:h")) != -1) {
 		switch (ch) {
 		case 'm':
 			if (o.n_models == BENCH_MAX_MODELS)
@@ -1032,6 +1077,9 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			o.streams = parse_u32("-s", optarg, 0, 64);
+			break;
+		case 'd':
+			o.depth = parse_u32("-d", optarg, 0, 1048576);
 			break;
 		case 'o':
 			if (strcmp(optarg, "json") == 0)
