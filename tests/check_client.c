@@ -33,6 +33,7 @@
 #include "hearth.h"
 #include "mkmodel_lib.h"
 #include "proto.h"
+#include "tclient.h"
 #include "testutil.h"
 
 /* The known greedy continuation of "Echoes" (testdata README). */
@@ -1340,58 +1341,26 @@ END_TEST
 
 /* ---- the real daemon ---- */
 
-static char	 g_builddir[4096];
-static char	 g_models[4096];	/* models directory */
-static char	 g_sock[4096];		/* socket of the running daemon */
-static pid_t	 g_pid = -1;
+static struct td g_d;		/* the daemon, or the fake's socket */
 static bool	 g_have_aidreams;
-
-static const char *
-builddir(void)
-{
-	const char	*b = getenv("HEARTH_BUILDDIR");
-
-	snprintf(g_builddir, sizeof(g_builddir), "%s",
-	    b != NULL && *b != '\0' ? b : ".");
-	return g_builddir;
-}
-
-static bool
-have_daemon(void)
-{
-	char	 p[4200];
-
-	snprintf(p, sizeof(p), "%s/hearthd", builddir());
-	return access(p, X_OK) == 0;
-}
 
 /* Make the models once, before the tests fork. */
 static void
 models_make(void)
 {
 	struct mkm_spec	 s;
-	struct eng_err	 err;
 	const char	*aid;
-	char		 dst[4200];
 	uint8_t		*buf;
 	size_t		 len;
 
-	snprintf(g_models, sizeof(g_models), "%s", tu_tmpfile("models"));
-	mkdir(g_models, 0700);
+	if (td_init(&g_d, tu_tmpdir()) != 0)
+		abort();
 	mkm_spec_default(&s);
 	s.name = "tiny";
-	snprintf(dst, sizeof(dst), "%s/tiny.gguf", g_models);
-	if (mkm_write(&s, dst, &err) < 0) {
-		fprintf(stderr, "mkm_write: %s\n", err.msg);
-		abort();
-	}
+	td_write_model(&g_d, &s, "tiny");
 	s.seed = 2;
 	s.n_layer = 1;
-	snprintf(dst, sizeof(dst), "%s/tiny2.gguf", g_models);
-	if (mkm_write(&s, dst, &err) < 0) {
-		fprintf(stderr, "mkm_write: %s\n", err.msg);
-		abort();
-	}
+	td_write_model(&g_d, &s, "tiny2");
 	/* long enough to be interrupted: ~570 greedy tokens of 4096 */
 	mkm_spec_default(&s);
 	s.name = "slow";
@@ -1401,100 +1370,46 @@ models_make(void)
 	s.n_head = 4;
 	s.n_head_kv = 4;
 	s.n_ctx = 4096;
-	snprintf(dst, sizeof(dst), "%s/slow.gguf", g_models);
-	if (mkm_write(&s, dst, &err) < 0) {
-		fprintf(stderr, "mkm_write: %s\n", err.msg);
-		abort();
-	}
+	td_write_model(&g_d, &s, "slow");
 	aid = tu_testdata("models/aidreams260K.gguf");
 	if (aid != NULL && (buf = tu_read_file(aid, &len)) != NULL) {
 		/* a copy: links that leave the directory are refused */
-		snprintf(dst, sizeof(dst), "%s/aidreams260K.gguf", g_models);
-		g_have_aidreams = tu_write_file(dst, buf, len) == 0;
+		g_have_aidreams = tu_write_file(td_model_path(&g_d,
+		    "aidreams260K"), buf, len) == 0;
 		free(buf);
 	}
 }
 
-static int
-try_connect(const char *path)
-{
-	struct sockaddr_un	 sun;
-	int			 fd, rc;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	xsnprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-		return -1;
-	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	close(fd);
-	return rc;
-}
-
-/* Start hearthd on a fresh socket (in the test's own process). */
+/*
+ * Start hearthd on a fresh socket (in the test's own process): no
+ * configuration, two threads.
+ */
 static void
 daemon_start(void)
 {
-	char		 bin[4200], logp[4200];
-	struct timespec	 ts = { 0, 20 * 1000 * 1000 };
-	static int	 n;
-	int		 i, fd;
+	static int n;
 
-	snprintf(bin, sizeof(bin), "%s/hearthd", builddir());
-	snprintf(g_sock, sizeof(g_sock), "%s/d%d-%d.sock", tu_tmpdir(),
+	snprintf(g_d.sock, sizeof(g_d.sock), "%s/d%d-%d.sock", g_d.dir,
 	    (int)getpid(), n++);
-	snprintf(logp, sizeof(logp), "%s.log", g_sock);
-	g_pid = fork();
-	ck_assert_int_ge(g_pid, 0);
-	if (g_pid == 0) {
-		fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-		}
-		execl(bin, "hearthd", "-s", g_sock, "-m", g_models, "-t", "2",
-		    (char *)NULL);
-		_exit(127);
-	}
-	for (i = 0; i < 500; i++) {
-		if (try_connect(g_sock) == 0)
-			return;
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid) {
-			g_pid = -1;
-			ck_abort_msg("hearthd exited at start (see %s)", logp);
-		}
-		nanosleep(&ts, NULL);
-	}
-	ck_abort_msg("hearthd did not listen on %s", g_sock);
+	snprintf(g_d.log, sizeof(g_d.log), "%s.log", g_d.sock);
+	g_d.conf[0] = '\0';
+	g_d.quiet = true;
+	g_d.threads = "2";
+	td_start(&g_d);
 }
 
 static void
 daemon_stop(void)
 {
-	struct timespec	 ts = { 0, 20 * 1000 * 1000 };
-	int		 i, st;
-
-	if (g_pid <= 0)
-		return;
-	kill(g_pid, SIGTERM);
-	for (i = 0; i < 250; i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			g_pid = -1;
-			return;
-		}
-		nanosleep(&ts, NULL);
-	}
-	kill(g_pid, SIGKILL);
-	waitpid(g_pid, &st, 0);
-	g_pid = -1;
+	td_stop(&g_d);
 }
 
 static bool
 daemon_skip(void)
 {
-	if (have_daemon())
+	if (access(td_build_path("hearthd"), X_OK) == 0)
 		return false;
-	fprintf(stderr, "SKIP: hearthd not built in %s\n", builddir());
+	fprintf(stderr, "SKIP: hearthd not built in %s\n", td_builddir());
 	return true;
 }
 
@@ -1505,8 +1420,8 @@ daemon_connect(void)
 	struct hearth		*h = NULL;
 	int			 rc;
 
-	rc = hearth_connect(g_sock, "check_client", &h, &err);
-	ck_assert_msg(rc == 0, "connect %s: %s", g_sock, err.message);
+	rc = hearth_connect(g_d.sock, "check_client", &h, &err);
+	ck_assert_msg(rc == 0, "connect %s: %s", g_d.sock, err.message);
 	return h;
 }
 
@@ -1725,7 +1640,7 @@ worker_main(void *arg)
 	size_t			 n;
 	int			 i;
 
-	if ((w->rc = hearth_connect(g_sock, NULL, &h, NULL)) < 0)
+	if ((w->rc = hearth_connect(g_d.sock, NULL, &h, NULL)) < 0)
 		return NULL;
 	hearth_gen_params_default(&p);
 	p.temperature = 0;
@@ -1859,7 +1774,7 @@ START_TEST(test_daemon_errors)
 	ck_assert_int_eq(hearth_generate(h, "tiny", &in, NULL, NULL, NULL,
 	    NULL), -ENOTCONN);
 	hearth_close(h);
-	ck_assert_int_lt(hearth_connect(g_sock, NULL, &h, NULL), 0);
+	ck_assert_int_lt(hearth_connect(g_d.sock, NULL, &h, NULL), 0);
 }
 END_TEST
 
@@ -1876,7 +1791,7 @@ sh(const char *cmd, char **out, char **err)
 	snprintf(op, sizeof(op), "%s/sh-%d.out", tu_tmpdir(), (int)getpid());
 	snprintf(ep, sizeof(ep), "%s/sh-%d.err", tu_tmpdir(), (int)getpid());
 	xsnprintf(full, sizeof(full), "HEARTH='%s/hearth'; SOCK='%s'; "
-	    "export HEARTH SOCK; ( %s ) >'%s' 2>'%s'", builddir(), g_sock,
+	    "export HEARTH SOCK; ( %s ) >'%s' 2>'%s'", td_builddir(), g_d.sock,
 	    cmd, op, ep);
 	st = system(full);
 	ck_assert_int_ne(st, -1);
@@ -2263,13 +2178,13 @@ help_check_entry(const char *opts, const char *group)
 			 * is one (a shell per run would take seconds)
 			 */
 			snprintf(path, sizeof(path), "%s/.libs/hearth",
-			    builddir());
+			    td_builddir());
 			if (access(path, X_OK) != 0)
 				snprintf(path, sizeof(path), "%s/hearth",
-				    builddir());
+				    td_builddir());
 			else
 				snprintf(libs, sizeof(libs), "%s/.libs",
-				    builddir());
+				    td_builddir());
 			snprintf(sock, sizeof(sock), "%s/none.sock",
 			    tu_tmpdir());
 			argv[0] = path;
@@ -2372,7 +2287,7 @@ START_TEST(test_cli_interrupt)
 	if (daemon_skip())
 		return;
 	daemon_start();
-	snprintf(bin, sizeof(bin), "%s/hearth", builddir());
+	snprintf(bin, sizeof(bin), "%s/hearth", td_builddir());
 	ck_assert_int_eq(pipe(p), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -2380,7 +2295,7 @@ START_TEST(test_cli_interrupt)
 		dup2(p[1], 1);
 		close(p[0]);
 		close(p[1]);
-		execl(bin, "hearth", "-s", g_sock, "run", "slow", "--json",
+		execl(bin, "hearth", "-s", g_d.sock, "run", "slow", "--json",
 		    "--max-tokens", "100000", "--temperature", "0", "abc",
 		    (char *)NULL);
 		_exit(127);
@@ -2452,9 +2367,9 @@ serve_loop(void *arg)
 static void
 serve_start(struct fake_listener *l, unsigned mode)
 {
-	xsnprintf(g_sock, sizeof(g_sock), "%s/fake-%d.sock", tu_tmpdir(),
+	xsnprintf(g_d.sock, sizeof(g_d.sock), "%s/fake-%d.sock", tu_tmpdir(),
 	    (int)getpid());
-	l->fd = listen_at(g_sock);
+	l->fd = listen_at(g_d.sock);
 	l->mode = mode;
 	l->n = 0;
 	ck_assert_int_eq(pthread_create(&l->thr, NULL, serve_loop, l), 0);
@@ -2470,7 +2385,7 @@ serve_stop(struct fake_listener *l)
 	for (i = 0; i < l->n; i++)
 		fake_join(&l->fakes[i]);
 	close(l->fd);
-	unlink(g_sock);
+	unlink(g_d.sock);
 }
 
 /* The CLI against the fake: output formats without a daemon. */

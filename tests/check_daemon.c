@@ -29,7 +29,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -77,34 +75,9 @@ static const char aidreams_text[] = " of probability unfold, as I sense "
 
 /* ---- the daemon ---------------------------------------------------- */
 
-static char	g_dir[4096];		/* temporary directory */
-static char	g_models[4200];		/* models directory */
-static char	g_sock[4200];		/* socket path */
-static char	g_log[4200];		/* daemon's stderr */
-static pid_t	g_pid = -1;		/* the daemon */
+static struct td g_d;			/* the daemon (tclient.c) */
 static bool	g_aidreams;		/* aidreams260K is in the models */
 static bool	g_think;		/* "think" has the R1 template */
-static const char *g_topo;		/* --numa-topology of the daemon */
-
-static const char *
-model_path(const char *name)
-{
-	static char path[4400];
-
-	snprintf(path, sizeof(path), "%s/%s.gguf", g_models, name);
-	return path;
-}
-
-static void
-write_model(const struct mkm_spec *spec, const char *name)
-{
-	struct eng_err err = { "" };
-
-	if (mkm_write(spec, model_path(name), &err) != 0) {
-		fprintf(stderr, "mkm_write %s: %s\n", name, err.msg);
-		abort();
-	}
-}
 
 /* Copy a model adding metadata keys (chat template, license). */
 static void
@@ -160,46 +133,42 @@ make_models(void)
 	char path[4400];
 	FILE *f;
 
-	snprintf(g_dir, sizeof(g_dir), "%s", tu_tmpdir());
-	snprintf(g_models, sizeof(g_models), "%s/models", g_dir);
-	snprintf(g_sock, sizeof(g_sock), "%s/run/hearth.sock", g_dir);
-	snprintf(g_log, sizeof(g_log), "%s/daemon.log", g_dir);
-	if (mkdir(g_models, 0700) != 0)
+	if (td_init(&g_d, tu_tmpdir()) != 0)
 		abort();
 
 	mkm_spec_default(&s);		/* llama, 64 dim, context 512 */
-	write_model(&s, "tiny");
-	write_model(&s, "tload");
-	write_model(&s, "tka");
+	td_write_model(&g_d, &s, "tiny");
+	td_write_model(&g_d, &s, "tload");
+	td_write_model(&g_d, &s, "tka");
 	s.arch = "qwen2";
 	s.wtype = KERN_TYPE_Q8_0;
 	s.seed = 2;
-	write_model(&s, "qtiny");
+	td_write_model(&g_d, &s, "qtiny");
 	spec_long(&s);
-	write_model(&s, "long");
-	write_model(&s, "long_u");
-	snprintf(path, sizeof(path), "%s", model_path("tiny"));
-	rewrite_with(path, model_path("chat"), chatml_template, "MIT");
+	td_write_model(&g_d, &s, "long");
+	td_write_model(&g_d, &s, "long_u");
+	snprintf(path, sizeof(path), "%s", td_model_path(&g_d, "tiny"));
+	rewrite_with(path, td_model_path(&g_d, "chat"), chatml_template, "MIT");
 
 	/* things that are not models */
-	f = fopen(model_path("broken"), "w");
+	f = fopen(td_model_path(&g_d, "broken"), "w");
 	fputs("this is not a GGUF file at all, not even close\n", f);
 	fclose(f);
-	snprintf(path, sizeof(path), "%s/sub.gguf", g_models);
+	snprintf(path, sizeof(path), "%s/sub.gguf", g_d.models);
 	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/.hidden.gguf", g_models);
-	symlink(model_path("tiny"), path);
-	snprintf(path, sizeof(path), "%s/notes.txt", g_models);
+	snprintf(path, sizeof(path), "%s/.hidden.gguf", g_d.models);
+	symlink(td_model_path(&g_d, "tiny"), path);
+	snprintf(path, sizeof(path), "%s/notes.txt", g_d.models);
 	f = fopen(path, "w");
 	fputs("x\n", f);
 	fclose(f);
 	/* a link inside the directory, one out of it */
-	symlink("tiny.gguf", model_path("alias"));
-	snprintf(path, sizeof(path), "%s/outside.gguf", g_dir);
+	symlink("tiny.gguf", td_model_path(&g_d, "alias"));
+	snprintf(path, sizeof(path), "%s/outside.gguf", g_d.dir);
 	mkm_spec_default(&s);
 	if (mkm_write(&s, path, NULL) != 0)
 		abort();
-	symlink(path, model_path("outside"));
+	symlink(path, td_model_path(&g_d, "outside"));
 
 	/* a reasoning template (DeepSeek-R1 distill, with a switch) */
 	if ((aid = tu_testdata("templates/"
@@ -211,18 +180,18 @@ make_models(void)
 		if (z == NULL)
 			abort();
 		memcpy(z, t, len);
-		snprintf(path, sizeof(path), "%s", model_path("tiny"));
-		rewrite_with(path, model_path("think"), z, NULL);
+		snprintf(path, sizeof(path), "%s", td_model_path(&g_d, "tiny"));
+		rewrite_with(path, td_model_path(&g_d, "think"), z, NULL);
 		free(z);
 		free(t);
 		g_think = true;
 	}
 	if ((aid = tu_testdata("models/aidreams260K.gguf")) != NULL) {
-		symlink(aid, model_path("aidreams260K"));
+		symlink(aid, td_model_path(&g_d, "aidreams260K"));
 		g_aidreams = true;
 	}
 
-	snprintf(path, sizeof(path), "%s/hearthd.conf", g_dir);
+	snprintf(path, sizeof(path), "%s/hearthd.conf", g_d.dir);
 	f = fopen(path, "w");
 	fprintf(f, "# check_daemon\n[daemon]\n"
 	    "keep_alive = 300\nn_parallel = 16\nmax_queue = 64\n"
@@ -231,107 +200,24 @@ make_models(void)
 	    "external_links = yes\nmax_models = 8\nmax_requests = 32\n",
 	    OUTBUF, PAUSE_MS);
 	fclose(f);
-	snprintf(path, sizeof(path), "%s/links.conf", g_dir);
+	snprintf(path, sizeof(path), "%s/links.conf", g_d.dir);
 	f = fopen(path, "w");
 	fprintf(f, "[daemon]\nexternal_links = no\n");
 	fclose(f);
 }
 
-static const char *
-daemon_path(void)
-{
-	static char path[4096];
-	const char *b = getenv("HEARTH_BUILDDIR");
-
-	snprintf(path, sizeof(path), "%s/hearthd", b != NULL && *b ? b : ".");
-	return path;
-}
-
-static void
-print_log(void)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-
-	if (s != NULL) {
-		fprintf(stderr, "---- hearthd log ----\n%.*s---- end ----\n",
-		    (int)len, (const char *)s);
-		free(s);
-	}
-}
-
-static int
-sock_connect(void)
-{
-	return tc_connect(g_sock);
-}
-
+/* hearthd with the configuration conf_name of the directory. */
 static void
 daemon_start_conf(const char *conf_name)
 {
-	char conf[4400];
-	int i, fd;
-
-	snprintf(conf, sizeof(conf), "%s/%s", g_dir, conf_name);
-	g_pid = fork();
-	if (g_pid < 0)
-		abort();
-	if (g_pid == 0) {
-		/* never outlive the test runner */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		if (g_topo != NULL)
-			execl(daemon_path(), "hearthd", "-d", "-s", g_sock,
-			    "-m", g_models, "-c", conf, "-t", "1",
-			    "--numa-topology", g_topo, (char *)NULL);
-		else
-			execl(daemon_path(), "hearthd", "-d", "-s", g_sock,
-			    "-m", g_models, "-c", conf, "-t", "1",
-			    (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", daemon_path(), strerror(errno));
-		_exit(127);
-	}
-	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if ((fd = sock_connect()) >= 0) {
-			close(fd);
-			return;
-		}
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid)
-			break;
-		usleep(10000);
-	}
-	print_log();
-	fprintf(stderr, "hearthd did not start\n");
-	abort();
+	snprintf(g_d.conf, sizeof(g_d.conf), "%s/%s", g_d.dir, conf_name);
+	td_start(&g_d);
 }
 
 static void
 daemon_start(void)
 {
 	daemon_start_conf("hearthd.conf");
-}
-
-/* SIGTERM, and the daemon must exit 0 in time; 0 or -1. */
-static int
-daemon_stop(void)
-{
-	int st, i;
-
-	if (g_pid <= 0)
-		return 0;
-	kill(g_pid, SIGTERM);
-	for (i = 0; i < 500 * timeout_scale(); i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			g_pid = -1;
-			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-		}
-		usleep(10000);
-	}
-	kill(g_pid, SIGKILL);
-	waitpid(g_pid, &st, 0);
-	g_pid = -1;
-	return -1;
 }
 
 static void
@@ -344,33 +230,11 @@ setup(void)
 static void
 teardown(void)
 {
-	if (daemon_stop() != 0) {
-		print_log();
-		fprintf(stderr, "hearthd did not stop cleanly\n");
-	} else if (getenv("CHECK_DAEMON_LOG") != NULL)
-		print_log();
+	td_finish(&g_d);
 	tu_tmpdir_free();
 	g_aidreams = false;
 	g_think = false;
-	g_topo = NULL;
-}
-
-/* VmRSS of the daemon in kB. */
-static long
-daemon_rss_kb(void)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)g_pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	g_d.topo = NULL;
 }
 
 /* ---- a tiny blocking client (tclient.c) ------------------------------ */
@@ -378,13 +242,13 @@ daemon_rss_kb(void)
 static int
 tc_open_raw(struct tc *c)
 {
-	return tc_open_raw_at(c, g_sock);
+	return tc_open_raw_at(c, g_d.sock);
 }
 
 static void
 tc_open(struct tc *c)
 {
-	tc_open_at(c, g_sock);
+	tc_open_at(c, g_d.sock);
 }
 
 /* ---- the engine, directly ---------------------------------------------- */
@@ -395,8 +259,8 @@ direct_open(const char *name)
 	struct eng_err err = { "" };
 	struct model *m = NULL;
 
-	ck_assert_msg(model_open(model_path(name), NULL, NULL, &m, &err) == 0,
-	    "%s", err.msg);
+	ck_assert_msg(model_open(td_model_path(&g_d, name), NULL, NULL, &m,
+	    &err) == 0, "%s", err.msg);
 	return m;
 }
 
@@ -525,7 +389,7 @@ START_TEST(test_list)
 	struct tc c;
 	int64_t id;
 
-	ck_assert_int_eq(gguf_open(model_path("tiny"), &g, &err), 0);
+	ck_assert_int_eq(gguf_open(td_model_path(&g_d, "tiny"), &g, &err), 0);
 	for (i = 0; i < g->n_tensors; i++)
 		params += g->tensors[i].nelems;
 	gguf_close(g);
@@ -545,7 +409,8 @@ START_TEST(test_list)
 		    strcmp(mi->name, "alias") == 0) {
 			struct stat st;
 
-			ck_assert_int_eq(stat(model_path("tiny"), &st), 0);
+			ck_assert_int_eq(stat(td_model_path(&g_d, "tiny"), &st),
+			    0);
 			ck_assert_str_eq(mi->arch, "llama");
 			ck_assert_str_eq(mi->quant, "F32");
 			ck_assert_uint_eq(mi->params, params);
@@ -1377,8 +1242,8 @@ START_TEST(test_shutdown)
 	tc_open(&c);
 	id = tc_generate(&c, "long", "shutdown", 3000, true);
 	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 1), 1);
-	ck_assert_int_eq(daemon_stop(), 0);
-	ck_assert_int_eq(stat(g_sock, &st), -1);
+	ck_assert_int_eq(td_stop(&g_d), 0);
+	ck_assert_int_eq(stat(g_d.sock, &st), -1);
 	while (tc_collect(&c, (uint64_t)id, g, 0) == 1)
 		;
 	ck_assert(!g->done);
@@ -1480,7 +1345,7 @@ START_TEST(test_disconnect)
 		free(g);
 	}
 	tc_ping(&c);
-	rss0 = daemon_rss_kb();
+	rss0 = td_status_kb(g_d.pid, "VmRSS");
 	ck_assert_int_gt(rss0, 0);
 	for (i = 0; i < 12; i++) {
 		g = gen_new();
@@ -1499,7 +1364,7 @@ START_TEST(test_disconnect)
 	}
 	usleep(200000);
 	tc_ping(&c);
-	rss1 = daemon_rss_kb();
+	rss1 = td_status_kb(g_d.pid, "VmRSS");
 	ck_assert_msg(rss1 <= rss0 + rss0 / 10 + 2048,
 	    "RSS %ld kB before, %ld kB after", rss0, rss1);
 	tc_close(&c);
@@ -1871,37 +1736,14 @@ START_TEST(test_unknown_model)
 }
 END_TEST
 
-/* Run hearthd with args to its end; its exit status, stderr in out. */
+/* Run hearthd with args to its end; its exit status, its output in out. */
 static int
 run_hearthd(const char *const *args, char *out, size_t size)
 {
-	const char *argv[16];
 	char path[4400];
-	size_t n = 0, len;
-	uint8_t *log;
-	pid_t pid;
-	int st, fd;
 
-	snprintf(path, sizeof(path), "%s/run.log", g_dir);
-	argv[n++] = "hearthd";
-	while (*args != NULL && n < 15)
-		argv[n++] = *args++;
-	argv[n] = NULL;
-	if ((pid = fork()) == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		execv(daemon_path(), (char *const *)argv);
-		_exit(127);
-	}
-	ck_assert_int_gt(pid, 0);
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	out[0] = '\0';
-	if ((log = tu_read_file(path, &len)) != NULL) {
-		snprintf(out, size, "%.*s", (int)len, (const char *)log);
-		free(log);
-	}
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	snprintf(path, sizeof(path), "%s/run.log", g_d.dir);
+	return td_run(path, args, out, size);
 }
 
 START_TEST(test_startup_errors)
@@ -1920,7 +1762,7 @@ START_TEST(test_startup_errors)
 	size_t i;
 	FILE *f;
 
-	snprintf(conf, sizeof(conf), "%s/bad.conf", g_dir);
+	snprintf(conf, sizeof(conf), "%s/bad.conf", g_d.dir);
 	for (i = 0; i < sizeof(bad_conf) / sizeof(bad_conf[0]); i++) {
 		f = fopen(conf, "w");
 		fputs(bad_conf[i], f);
@@ -1928,7 +1770,7 @@ START_TEST(test_startup_errors)
 		args[0] = "-s";
 		args[1] = "/nonexistent/x.sock";
 		args[2] = "-m";
-		args[3] = g_models;
+		args[3] = g_d.models;
 		args[4] = "-c";
 		args[5] = conf;
 		args[6] = NULL;
@@ -1939,8 +1781,8 @@ START_TEST(test_startup_errors)
 	args[5] = "/nonexistent.conf";
 	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
 	/* the socket of a running daemon is not taken over */
-	snprintf(conf, sizeof(conf), "%s/hearthd.conf", g_dir);
-	args[1] = g_sock;
+	snprintf(conf, sizeof(conf), "%s/hearthd.conf", g_d.dir);
+	args[1] = g_d.sock;
 	args[5] = conf;
 	ck_assert_int_eq(run_hearthd(args, out, sizeof(out)), 1);
 	ck_assert_msg(strstr(out, "another daemon") != NULL, "%s", out);
@@ -1971,11 +1813,11 @@ START_TEST(test_stale_socket)
 	int64_t id;
 
 	/* a daemon killed without its shutdown leaves its socket behind */
-	kill(g_pid, SIGKILL);
-	waitpid(g_pid, NULL, 0);
-	g_pid = -1;
-	ck_assert_int_eq(access(g_sock, F_OK), 0);
-	ck_assert_int_lt(sock_connect(), 0);
+	kill(g_d.pid, SIGKILL);
+	waitpid(g_d.pid, NULL, 0);
+	g_d.pid = -1;
+	ck_assert_int_eq(access(g_d.sock, F_OK), 0);
+	ck_assert_int_lt(tc_connect(g_d.sock), 0);
 	daemon_start();
 	tc_open(&c);
 	id = tc_generate(&c, "tiny", "back again", 3, true);
@@ -2018,7 +1860,7 @@ START_TEST(test_external_links)
 	proto_response_free(&resp);
 	tc_close(&c);
 	/* a second daemon that refuses them (this process owns it) */
-	snprintf(g_sock, sizeof(g_sock), "%s/run/links.sock", g_dir);
+	snprintf(g_d.sock, sizeof(g_d.sock), "%s/run/links.sock", g_d.dir);
 	daemon_start_conf("links.conf");
 	tc_open(&c);
 	ck_assert(!list_has(&c, "outside"));
@@ -2028,7 +1870,7 @@ START_TEST(test_external_links)
 	id = tc_generate(&c, "outside", "x", 2, true);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_DENIED, NULL);
 	tc_close(&c);
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 }
 END_TEST
 
@@ -2095,22 +1937,6 @@ expect_answer(struct tc *c, const char *model, const char *prompt,
 	free(g);
 }
 
-static bool
-log_has(const char *needle)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-	char *z = s != NULL ? calloc(1, len + 1) : NULL;
-	bool found;
-
-	ck_assert_ptr_nonnull(z);
-	memcpy(z, s, len);
-	found = strstr(z, needle) != NULL;
-	free(z);
-	free(s);
-	return found;
-}
-
 /* The models of the residency cases, on top of make_models'. */
 static void
 setup_residency(void)
@@ -2120,16 +1946,16 @@ setup_residency(void)
 	make_models();
 	mkm_spec_default(&s);
 	s.seed = 11;
-	write_model(&s, "bpin");
+	td_write_model(&g_d, &s, "bpin");
 	s.seed = 12;
-	write_model(&s, "ba");
+	td_write_model(&g_d, &s, "ba");
 	s.seed = 13;
-	write_model(&s, "bb");
+	td_write_model(&g_d, &s, "bb");
 	s.seed = 14;
-	write_model(&s, "trunc");
+	td_write_model(&g_d, &s, "trunc");
 	spec_long(&s);
 	s.seed = 15;
-	write_model(&s, "big");
+	td_write_model(&g_d, &s, "big");
 	daemon_start();
 }
 
@@ -2160,12 +1986,12 @@ START_TEST(test_budget_evict)
 	    show_u(&c, "ba", "hearth.memory.scratch"));
 	ck_assert_uint_gt(show_u(&c, "ba", "hearth.memory.kv"), 0);
 	tc_close(&c);
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 
 	/* room for the pinned one and one of the others */
 	budget = c_pin + (c_a > c_b ? c_a : c_b) + (c_a < c_b ? c_a : c_b) / 2;
 	ck_assert_uint_gt(c_big, budget);
-	snprintf(conf, sizeof(conf), "%s/budget.conf", g_dir);
+	snprintf(conf, sizeof(conf), "%s/budget.conf", g_d.dir);
 	f = fopen(conf, "w");
 	fprintf(f, "[daemon]\nkeep_alive = 300\nn_parallel = 16\n"
 	    "max_models = 8\nmemory_budget = %llu\npages = small\n"
@@ -2189,7 +2015,7 @@ START_TEST(test_budget_evict)
 	expect_answer(&c, "bb", "hello", w_b, n_b);
 	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "bb", NULL));
 	ck_assert(!ps_has(&c, "ba", NULL));
-	ck_assert(log_has("evicting ba"));
+	ck_assert(td_log_has(&g_d, "evicting ba"));
 	/* ba reloads on its next request and evicts bb */
 	expect_answer(&c, "ba", "hello", w_a, n_a);
 	ck_assert(ps_has(&c, "bpin", NULL) && ps_has(&c, "ba", NULL));
@@ -2269,7 +2095,7 @@ START_TEST(test_load_pin)
 	c_a = show_u(&c, "ba", "hearth.memory.total");
 	c_b = show_u(&c, "bb", "hearth.memory.total");
 	tc_close(&c);
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 
 	/* room for two of the three, whichever */
 	budget = c_pin + c_a + c_b - (c_pin < c_a ? (c_pin < c_b ? c_pin :
@@ -2278,7 +2104,7 @@ START_TEST(test_load_pin)
 	    budget;
 	ck_assert_uint_ge(budget, c_a + c_b);
 	ck_assert_uint_ge(budget, c_a + c_pin);
-	snprintf(conf, sizeof(conf), "%s/pin.conf", g_dir);
+	snprintf(conf, sizeof(conf), "%s/pin.conf", g_d.dir);
 	f = fopen(conf, "w");
 	fprintf(f, "[daemon]\nkeep_alive = 300\nn_parallel = 16\n"
 	    "max_models = 8\nmemory_budget = %llu\npages = small\n",
@@ -2304,7 +2130,7 @@ START_TEST(test_load_pin)
 	expect_answer(&c, "bpin", "hello", w_pin, n_pin);
 	ck_assert(ps_has(&c, "ba", NULL) && ps_has(&c, "bpin", NULL));
 	ck_assert(!ps_has(&c, "bb", NULL));
-	ck_assert(log_has("evicting bb"));
+	ck_assert(td_log_has(&g_d, "evicting bb"));
 	expect_answer(&c, "ba", "hello", w_a, n_a);
 
 	/* stats: the budget and the split of the resident memory */
@@ -2344,7 +2170,7 @@ START_TEST(test_truncate_resident)
 	tc_open(&c);
 	expect_answer(&c, "trunc", "hello", want, nw);
 	/* the file changes on disk under the resident model */
-	ck_assert_int_eq(truncate(model_path("trunc"), 0), 0);
+	ck_assert_int_eq(truncate(td_model_path(&g_d, "trunc"), 0), 0);
 	expect_answer(&c, "trunc", "hello", want, nw);
 	expect_answer(&c, "trunc", "abc", want2, nw2);
 	ck_assert(show_b(&c, "trunc", "hearth.resident"));
@@ -2383,13 +2209,13 @@ START_TEST(test_kv_type)
 	int64_t id;
 	FILE *f;
 
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 	mkm_spec_default(&s);
 	s.n_embd = 128;		/* 4 heads of 32 */
 	s.seed = 21;
-	write_model(&s, "kvq");
-	write_model(&s, "kvf");
-	snprintf(conf, sizeof(conf), "%s/kv.conf", g_dir);
+	td_write_model(&g_d, &s, "kvq");
+	td_write_model(&g_d, &s, "kvf");
+	snprintf(conf, sizeof(conf), "%s/kv.conf", g_d.dir);
 	f = fopen(conf, "w");
 	fputs("[daemon]\nn_parallel = 2\npages = small\n"
 	    "[model kvq]\nkv_type = q8_0\n"
@@ -2422,8 +2248,8 @@ START_TEST(test_kv_type)
 	show_get(&c, "kvq", "hearth.kv_type", str, sizeof(str));
 	ck_assert_str_eq(str, "q8_0");
 	ck_assert_uint_eq(show_u(&c, "kvq", "hearth.memory.kv"), kv_q8);
-	ck_assert(log_has("kvq memory: weights "));
-	ck_assert(log_has("(q8_0), scratch"));
+	ck_assert(td_log_has(&g_d, "kvq memory: weights "));
+	ck_assert(td_log_has(&g_d, "(q8_0), scratch"));
 
 	/* tiny: 4 heads of 16 */
 	g = gen_new();
@@ -2446,21 +2272,21 @@ START_TEST(test_numa_topology)
 	struct tc c;
 	FILE *f;
 
-	ck_assert_int_eq(daemon_stop(), 0);
-	snprintf(path, sizeof(path), "%s/topo2", g_dir);
+	ck_assert_int_eq(td_stop(&g_d), 0);
+	snprintf(path, sizeof(path), "%s/topo2", g_d.dir);
 	f = fopen(path, "w");
 	fputs("# two nodes, uneven memory\n"
 	    "node 0 cpus 0-3 mem 16G free 12G\n"
 	    "node 1 cpus 4-7 mem 8G\n", f);
 	fclose(f);
-	snprintf(conf, sizeof(conf), "%s/numa.conf", g_dir);
+	snprintf(conf, sizeof(conf), "%s/numa.conf", g_d.dir);
 	f = fopen(conf, "w");
 	fputs("[daemon]\nnuma = interleave\n[model tiny]\nnuma = local\n", f);
 	fclose(f);
-	g_topo = path;
+	g_d.topo = path;
 	daemon_start_conf("numa.conf");
-	ck_assert(log_has("NUMA topology: 2 nodes (simulated)"));
-	ck_assert(log_has("topology: node 1 cpus 4-7"));
+	ck_assert(td_log_has(&g_d, "NUMA topology: 2 nodes (simulated)"));
+	ck_assert(td_log_has(&g_d, "topology: node 1 cpus 4-7"));
 
 	nw = direct_generate("tiny", "hello", 16, want);
 	tc_open(&c);
@@ -2474,8 +2300,8 @@ START_TEST(test_numa_topology)
 	ck_assert_msg(strstr(str, "local") != NULL &&
 	    strstr(str, "simulated") != NULL, "%s", str);
 	ck_assert(show_b(&c, "tiny", "hearth.resident"));
-	ck_assert(log_has("tiny numa: local"));
-	ck_assert(log_has("tiny memory: weights "));
+	ck_assert(td_log_has(&g_d, "tiny numa: local"));
+	ck_assert(td_log_has(&g_d, "tiny memory: weights "));
 	tc_close(&c);
 
 	/* a bad topology file stops the start with its line */
@@ -2485,7 +2311,7 @@ START_TEST(test_numa_topology)
 	args[0] = "-s";
 	args[1] = "/nonexistent/x.sock";
 	args[2] = "-m";
-	args[3] = g_models;
+	args[3] = g_d.models;
 	args[4] = "--numa-topology";
 	args[5] = path;
 	args[6] = NULL;

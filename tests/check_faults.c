@@ -41,7 +41,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <math.h>
 #include <poll.h>
@@ -65,35 +64,11 @@
 #define N_VOCAB		512	/* of the generated models */
 #define MAX_CONNS	20	/* [access mine] max_connections */
 #define OTHER_UID	65534	/* nobody */
+#define LOG_WAIT_MS	10000	/* for lines in the log */
 
-static char	g_dir[4096];		/* temporary directory */
-static char	g_models[4200];		/* models directory */
-static char	g_sock[4200];		/* socket path */
-static char	g_log[4200];		/* daemon's stderr */
-static char	g_conf[4200];		/* configuration */
-static pid_t	g_pid = -1;		/* the daemon */
+static struct td g_d;			/* the daemon (tclient.c) */
 
 /* ---- the daemon ---------------------------------------------------- */
-
-static const char *
-model_path(const char *name)
-{
-	static char path[4400];
-
-	snprintf(path, sizeof(path), "%s/%s.gguf", g_models, name);
-	return path;
-}
-
-static void
-write_model(const struct mkm_spec *spec, const char *name)
-{
-	struct eng_err err = { "" };
-
-	if (mkm_write(spec, model_path(name), &err) != 0) {
-		fprintf(stderr, "mkm_write %s: %s\n", name, err.msg);
-		abort();
-	}
-}
 
 /*
  * The configuration: the [daemon] section with daemon_extra appended,
@@ -105,7 +80,7 @@ conf_write(const char *daemon_extra, const char *extra)
 	char tmp[4300];
 	FILE *f;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", g_conf);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", g_d.conf);
 	if ((f = fopen(tmp, "w")) == NULL)
 		abort();
 	fprintf(f, "# check_faults\n[daemon]\n"
@@ -117,7 +92,7 @@ conf_write(const char *daemon_extra, const char *extra)
 	    "\n[access default]\nmodels = *\n%s",
 	    MAX_CONNS * 3, daemon_extra != NULL ? daemon_extra : "",
 	    (unsigned)geteuid(), MAX_CONNS, extra != NULL ? extra : "");
-	if (fclose(f) != 0 || rename(tmp, g_conf) != 0)
+	if (fclose(f) != 0 || rename(tmp, g_d.conf) != 0)
 		abort();
 }
 
@@ -126,26 +101,21 @@ make_models(void)
 {
 	struct mkm_spec s;
 
-	snprintf(g_dir, sizeof(g_dir), "%s", tu_tmpdir());
-	snprintf(g_models, sizeof(g_models), "%s/models", g_dir);
-	snprintf(g_sock, sizeof(g_sock), "%s/run/hearth.sock", g_dir);
-	snprintf(g_log, sizeof(g_log), "%s/daemon.log", g_dir);
-	snprintf(g_conf, sizeof(g_conf), "%s/hearthd.conf", g_dir);
-	/* nobody must reach the socket */
-	chmod(g_dir, 0711);
-	if (mkdir(g_models, 0700) != 0)
+	if (td_init(&g_d, tu_tmpdir()) != 0)
 		abort();
+	/* nobody must reach the socket */
+	chmod(g_d.dir, 0711);
 	mkm_spec_default(&s);		/* llama, 64 dim, context 512 */
 	s.n_vocab = N_VOCAB;
-	write_model(&s, "tiny");
-	write_model(&s, "cut");
-	write_model(&s, "locked");
+	td_write_model(&g_d, &s, "tiny");
+	td_write_model(&g_d, &s, "cut");
+	td_write_model(&g_d, &s, "locked");
 	s.n_embd = 128;
 	s.n_ff = 256;
 	s.n_ctx = 4096;
 	s.seed = 3;
-	write_model(&s, "long");
-	write_model(&s, "big");
+	td_write_model(&g_d, &s, "long");
+	td_write_model(&g_d, &s, "big");
 	conf_write(NULL, NULL);
 }
 
@@ -168,131 +138,14 @@ write_slow(void)
 	s.n_head = 8;
 	s.n_head_kv = 2;
 	s.seed = 7;
-	write_model(&s, "slow");
-}
-
-static const char *
-daemon_path(void)
-{
-	static char path[4096];
-	const char *b = getenv("HEARTH_BUILDDIR");
-
-	snprintf(path, sizeof(path), "%s/hearthd", b != NULL && *b ? b : ".");
-	return path;
-}
-
-static void
-print_log(void)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-
-	if (s != NULL) {
-		fprintf(stderr, "---- hearthd log ----\n%.*s---- end ----\n",
-		    (int)len, (const char *)s);
-		free(s);
-	}
-}
-
-/*
- * Start a hearthd on sock with models and conf, its stderr appended to
- * log, as uid (when we are root and uid is not ours): its pid once it
- * answers on the socket, or -1 with *status its wait status when it
- * ended first (exit 126: no setuid, 127: no exec).
- */
-static pid_t
-daemon_spawn_st(uid_t uid, const char *sock, const char *models,
-    const char *conf, const char *log, int *status)
-{
-	pid_t pid;
-	int i, fd;
-
-	pid = fork();
-	if (pid < 0)
-		abort();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		if (uid != geteuid() && (setgroups(0, NULL) != 0 ||
-		    setgid((gid_t)uid) != 0 || setuid(uid) != 0)) {
-			fprintf(stderr, "setuid %u: %s\n", (unsigned)uid,
-			    strerror(errno));
-			_exit(126);
-		}
-		execl(daemon_path(), "hearthd", "-d", "-s", sock, "-m",
-		    models, "-c", conf, "-t", "1", (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", daemon_path(), strerror(errno));
-		_exit(127);
-	}
-	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if ((fd = tc_connect(sock)) >= 0) {
-			close(fd);
-			return pid;
-		}
-		if (waitpid(pid, status, WNOHANG) == pid)
-			return -1;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, status, 0);
-	return -1;
-}
-
-static pid_t
-daemon_spawn(uid_t uid, const char *sock, const char *models,
-    const char *conf, const char *log)
-{
-	pid_t pid;
-	int st = 0;
-
-	if ((pid = daemon_spawn_st(uid, sock, models, conf, log, &st)) > 0)
-		return pid;
-	print_log();
-	fprintf(stderr, "hearthd did not start (status %d)\n", st);
-	abort();
+	td_write_model(&g_d, &s, "slow");
 }
 
 static void
 daemon_start(void)
 {
-	g_pid = daemon_spawn(geteuid(), g_sock, g_models, g_conf, g_log);
-	chmod(g_sock, 0666);
-}
-
-/* Wait for a daemon to exit by itself: 0 when it exited 0, else -1. */
-static int
-daemon_wait(pid_t pid, int ms)
-{
-	int st, i;
-
-	for (i = 0; i < ms / 10 * timeout_scale(); i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-		usleep(10000);
-	}
-	return -1;
-}
-
-static int
-daemon_stop(void)
-{
-	int st, i;
-
-	if (g_pid <= 0)
-		return 0;
-	kill(g_pid, SIGTERM);
-	for (i = 0; i < 500 * timeout_scale(); i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			g_pid = -1;
-			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-		}
-		usleep(10000);
-	}
-	kill(g_pid, SIGKILL);
-	waitpid(g_pid, &st, 0);
-	g_pid = -1;
-	return -1;
+	td_start(&g_d);
+	chmod(g_d.sock, 0666);
 }
 
 static void
@@ -306,39 +159,10 @@ setup(void)
 static void
 teardown(void)
 {
-	if (daemon_stop() != 0) {
-		print_log();
-		fprintf(stderr, "hearthd did not stop cleanly\n");
-	} else if (getenv("CHECK_DAEMON_LOG") != NULL)
-		print_log();
+	td_finish(&g_d);
 	tu_tmpdir_free();
 }
 
-/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM") of pid. */
-static long
-pid_kb(pid_t pid, const char *field)
-{
-	char path[64], line[256], fmt[64];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	snprintf(fmt, sizeof(fmt), "%s: %%ld kB", field);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, fmt, &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
-/* The same of the daemon. */
-static long
-daemon_kb(const char *field)
-{
-	return pid_kb(g_pid, field);
-}
 
 /*
  * pid is a sanitizer build: its address space has the terabytes of
@@ -348,62 +172,10 @@ daemon_kb(const char *field)
 static bool
 pid_sanitized(pid_t pid)
 {
-	return pid_kb(pid, "VmSize") > (1L << 30);
+	return td_status_kb(pid, "VmSize") > (1L << 30);
 }
 
 /* ---- the daemon's log ------------------------------------------------ */
-
-/* The log as a string (free it), or NULL. */
-static char *
-log_text(void)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-	char *z;
-
-	if (s == NULL)
-		return NULL;
-	if ((z = calloc(1, len + 1)) == NULL)
-		abort();
-	memcpy(z, s, len);
-	free(s);
-	return z;
-}
-
-/*
- * Where the n-th (from 1) occurrence of needle is in the log, or -1;
- * with n 0: how many there are.
- */
-static long
-log_find(const char *needle, long n)
-{
-	char *z = log_text(), *p;
-	long k = 0, at = -1;
-
-	if (z == NULL)
-		return n == 0 ? 0 : -1;
-	for (p = strstr(z, needle); p != NULL; p = strstr(p + 1, needle))
-		if (++k == n) {
-			at = p - z;
-			break;
-		}
-	free(z);
-	return n == 0 ? k : at;
-}
-
-/* Wait until needle is in the log n times; false after a while. */
-static bool
-log_wait(const char *needle, long n)
-{
-	int i;
-
-	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if (log_find(needle, 0) >= n)
-			return true;
-		usleep(10000);
-	}
-	return false;
-}
 
 /* The log line of a successful reload (server.c). */
 #define LOG_RELOADED	"new rules and limits apply"
@@ -436,7 +208,7 @@ daemon_tids(pid_t *out, size_t max)
 	size_t n = 0;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_d.pid);
 	if ((d = opendir(path)) == NULL)
 		return 0;
 	while ((e = readdir(d)) != NULL && n < max)
@@ -453,7 +225,7 @@ daemon_native(void)
 	char path[64], comm[64] = "";
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)g_pid);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)g_d.pid);
 	if ((f = fopen(path, "r")) == NULL)
 		return false;
 	if (fgets(comm, sizeof(comm), f) == NULL)
@@ -474,7 +246,7 @@ loop_alive(void)
 	struct tc t;
 	bool ok;
 
-	if (tc_open_raw_at(&t, g_sock) < 0)
+	if (tc_open_raw_at(&t, g_d.sock) < 0)
 		return false;
 	ok = tc_simple(&t, PROTO_MSG_PING, NULL) > 0 &&
 	    tc_recv(&t, &resp, 500) == 1;
@@ -559,7 +331,7 @@ thread_comm(pid_t tid, char *buf, size_t size)
 	FILE *f;
 
 	buf[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)g_pid,
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)g_d.pid,
 	    (int)tid);
 	if ((f = fopen(path, "r")) == NULL)
 		return;
@@ -728,7 +500,7 @@ keep_open(struct keep *k)
 	struct gen *g = gen_new();
 	int i;
 
-	tc_open_at(&k->c, g_sock);
+	tc_open_at(&k->c, g_d.sock);
 	k->want = gen_new();
 	keep_gen(k, k->want);
 	ck_assert_uint_gt(k->want->n, 0);
@@ -743,7 +515,7 @@ keep_open(struct keep *k)
 	}
 	free(g);
 	tc_ping(&k->c);
-	k->rss = daemon_kb("VmRSS");
+	k->rss = td_status_kb(g_d.pid, "VmRSS");
 	ck_assert_int_gt(k->rss, 0);
 }
 
@@ -762,8 +534,8 @@ keep_check(struct keep *k)
 	free(g);
 	usleep(100000);
 	tc_ping(&k->c);
-	rss = daemon_kb("VmRSS");
-	if (pid_sanitized(g_pid))
+	rss = td_status_kb(g_d.pid, "VmRSS");
+	if (pid_sanitized(g_d.pid))
 		return;		/* ASan's quarantine: valgrind checks leaks */
 	ck_assert_msg(rss <= k->rss + k->rss / 10 + 4096,
 	    "RSS %ld kB before, %ld kB after", k->rss, rss);
@@ -881,12 +653,12 @@ START_TEST(test_frame_4g)
 	struct tc c;
 
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	ck_assert_int_eq(tc_write(&c, hdr, 4), 0);
 	expect_error_close(&c, PROTO_E_TOO_LARGE);
 	tc_close(&c);
 	/* before hello too */
-	ck_assert_int_eq(tc_open_raw_at(&c, g_sock), 0);
+	ck_assert_int_eq(tc_open_raw_at(&c, g_d.sock), 0);
 	ck_assert_int_eq(tc_write(&c, hdr, 4), 0);
 	expect_error_close(&c, PROTO_E_TOO_LARGE);
 	tc_close(&c);
@@ -903,7 +675,7 @@ START_TEST(test_deep_nesting)
 	int i;
 
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	/* {"type": "ping", "id": 3, "x": [[[[... 10,000 deep ...]]]]} */
 	mp_byte(m, 0x83);
 	mp_str(m, "type");
@@ -948,8 +720,8 @@ START_TEST(test_huge_prompt)
 	int r;
 
 	keep_open(&k);
-	hwm0 = daemon_kb("VmHWM");
-	tc_open_at(&c, g_sock);
+	hwm0 = td_status_kb(g_d.pid, "VmHWM");
+	tc_open_at(&c, g_d.sock);
 	/* a generate whose prompt is a str32 of 100 MB */
 	mp_generate(m, 5, "tiny", 1);
 	mp_str(m, "prompt");
@@ -977,7 +749,7 @@ START_TEST(test_huge_prompt)
 	ck_assert_int_ne(r, -ETIMEDOUT);
 	tc_close(&c);
 	/* never held in the daemon's memory */
-	hwm1 = daemon_kb("VmHWM");
+	hwm1 = td_status_kb(g_d.pid, "VmHWM");
 	ck_assert_msg(hwm1 < hwm0 + 32 * 1024, "VmHWM %ld kB, then %ld kB",
 	    hwm0, hwm1);
 	keep_check(&k);
@@ -1038,7 +810,7 @@ START_TEST(test_bad_params)
 	struct tc c;
 
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	bad_param(&c, 11, "max_tokens", val_u64, &big);
 	bad_param(&c, 12, "max_tokens", val_u64, &huge);
 	bad_param(&c, 13, "max_tokens", val_i64, &minus1);
@@ -1075,7 +847,7 @@ START_TEST(test_bad_ids)
 	int64_t id;
 
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	/* -1 is not a token id on the wire */
 	mp_generate(m, 31, "tiny", 1);
 	mp_str(m, "ids");
@@ -1125,8 +897,8 @@ START_TEST(test_cancel_foreign)
 	int64_t id, cid;
 
 	keep_open(&k);
-	tc_open_at(&a, g_sock);
-	tc_open_at(&b, g_sock);
+	tc_open_at(&a, g_d.sock);
+	tc_open_at(&b, g_d.sock);
 	/* a's stream runs */
 	id = tc_generate(&a, "long", "mine", 200, true);
 	ck_assert_int_eq(tc_collect(&a, (uint64_t)id, g, 2), 1);
@@ -1171,10 +943,10 @@ other_uid_served(void)
 	if (setgroups(0, NULL) != 0 || setgid(OTHER_UID) != 0 ||
 	    setuid(OTHER_UID) != 0)
 		return 3;
-	if ((fd = tc_connect(g_sock)) < 0)
+	if ((fd = tc_connect(g_d.sock)) < 0)
 		return fd == -EACCES ? 77 : 4;
 	close(fd);
-	if (tc_open_raw_at(&c, g_sock) != 0)
+	if (tc_open_raw_at(&c, g_d.sock) != 0)
 		return 4;
 	{
 		struct proto_request r;
@@ -1207,7 +979,7 @@ START_TEST(test_max_connections)
 
 	keep_open(&k);		/* one of ours */
 	for (i = 0; i < MAX_CONNS + 9; i++) {
-		ck_assert_int_eq(tc_open_raw_at(&cs[i], g_sock), 0);
+		ck_assert_int_eq(tc_open_raw_at(&cs[i], g_d.sock), 0);
 		r = tc_recv(&cs[i], &resp, 200);
 		if (r == 1) {
 			ck_assert_int_eq(resp.type, PROTO_MSG_ERROR);
@@ -1248,7 +1020,7 @@ START_TEST(test_max_connections)
 		tc_close(&cs[i]);
 	usleep(200000);
 	for (i = 0; i < MAX_CONNS - 1; i++)
-		tc_open_at(&cs[i], g_sock);
+		tc_open_at(&cs[i], g_d.sock);
 	tc_ping(&cs[MAX_CONNS - 2]);
 	for (i = 0; i < MAX_CONNS - 1; i++)
 		tc_close(&cs[i]);
@@ -1280,7 +1052,7 @@ START_TEST(test_killed_reader)
 			close(p[0]);
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			g = gen_new();
-			tc_open_at(&c, g_sock);
+			tc_open_at(&c, g_d.sock);
 			id = tc_generate(&c, "long", "killed", 3000, true);
 			if (tc_collect(&c, (uint64_t)id, g, 3) != 1)
 				_exit(1);
@@ -1342,27 +1114,28 @@ hup_during_load(struct tc *c, const char *conf_extra)
 	size_t nb;
 	int64_t id;
 
-	n_hup = log_find(LOG_RELOADED, 0);
-	n_loaded = log_find("registry: loaded slow:", 0);
+	n_hup = td_log_find(&g_d, LOG_RELOADED, 0);
+	n_loaded = td_log_find(&g_d, "registry: loaded slow:", 0);
 	nb = daemon_tids(before, MAX_TIDS);
 	id = load_send(c, "slow");
 	load_first_progress(c, id);
 	freeze_new(before, nb, &fz);
 	if (conf_extra != NULL)
 		conf_write(NULL, conf_extra);
-	kill(g_pid, SIGHUP);
-	ck_assert_msg(log_wait(LOG_RELOADED, n_hup + 1), "no reload");
+	kill(g_d.pid, SIGHUP);
+	ck_assert_msg(td_log_wait(&g_d, LOG_RELOADED, n_hup + 1, LOG_WAIT_MS),
+	    "no reload");
 	if (fz.n > 0)
 		/* the loader is held: the load cannot have ended */
-		ck_assert_int_eq(log_find("registry: loaded slow:", 0),
+		ck_assert_int_eq(td_log_find(&g_d, "registry: loaded slow:", 0),
 		    n_loaded);
 	thaw(&fz);
 	ck_assert_msg(load_finish(c, id, &resp) == 0, "load: %s",
 	    resp.type == PROTO_MSG_ERROR ? resp.u.error.message : "?");
 	proto_response_free(&resp);
 	/* the loop handled the reload before the end of the load */
-	at_hup = log_find(LOG_RELOADED, n_hup + 1);
-	at_loaded = log_find("registry: loaded slow:", n_loaded + 1);
+	at_hup = td_log_find(&g_d, LOG_RELOADED, n_hup + 1);
+	at_loaded = td_log_find(&g_d, "registry: loaded slow:", n_loaded + 1);
 	ck_assert(at_hup >= 0 && at_loaded >= 0);
 	if (fz.tried || at_hup < at_loaded)
 		ck_assert_msg(at_hup < at_loaded, "the reload came after the "
@@ -1386,7 +1159,7 @@ START_TEST(test_sighup_load)
 
 	write_slow();
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "slow", "before the signal", want);
 	unload_model(&c, "slow");
 	for (i = 0; i < 2; i++) {
@@ -1396,7 +1169,7 @@ START_TEST(test_sighup_load)
 		unload_model(&c, "slow");
 		keep_check(&k);
 	}
-	ck_assert_int_eq(waitpid(g_pid, NULL, WNOHANG), 0);
+	ck_assert_int_eq(waitpid(g_d.pid, NULL, WNOHANG), 0);
 	tc_close(&c);
 	keep_check(&k);
 	keep_close(&k);
@@ -1423,7 +1196,7 @@ START_TEST(test_sighup_load_config)
 
 	write_slow();
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "slow", "settings", want);
 	ck_assert(ps_get(&c, "slow", &pe));
 	ck_assert(!pe.pinned);
@@ -1449,7 +1222,7 @@ START_TEST(test_sighup_load_config)
 	answer(&c, "slow", "settings", g);
 	same_answer(g, want);
 	unload_model(&c, "slow");
-	ck_assert_int_eq(waitpid(g_pid, NULL, WNOHANG), 0);
+	ck_assert_int_eq(waitpid(g_d.pid, NULL, WNOHANG), 0);
 	tc_close(&c);
 	keep_check(&k);
 	keep_close(&k);
@@ -1473,20 +1246,20 @@ START_TEST(test_sigterm_load_cancel)
 	int64_t id, gid;
 	bool cancelled = false;
 	size_t nb;
-	pid_t pid;
 	int r;
 
 	write_slow();
-	tc_open_at(&c, g_sock);
-	tc_open_at(&d, g_sock);
+	tc_open_at(&c, g_d.sock);
+	tc_open_at(&d, g_d.sock);
 	nb = daemon_tids(before, MAX_TIDS);
 	id = load_send(&c, "slow");
 	gid = tc_generate(&d, "slow", "waits for the load", 8, true);
 	load_first_progress(&c, id);
 	freeze_new(before, nb, &fz);
-	kill(g_pid, SIGTERM);
+	kill(g_d.pid, SIGTERM);
 	/* drain_timeout is 300 ms: the load does not end in it */
-	ck_assert(log_wait("draining: 2 requests running", 1));
+	ck_assert(td_log_wait(&g_d, "draining: 2 requests running", 1,
+	    LOG_WAIT_MS));
 	(void)load_finish(&c, id, &resp);	/* its type is checked below */
 	if (resp.type == PROTO_MSG_REPLY && !fz.tried) {
 		/* nothing held the load and it was quicker than the drain */
@@ -1503,8 +1276,8 @@ START_TEST(test_sigterm_load_cancel)
 		ck_assert_int_eq(tc_collect(&d, (uint64_t)gid, g, 0), 0);
 		ck_assert(!g->done);
 		ck_assert_int_eq(g->error, PROTO_E_BUSY);
-		ck_assert(log_find("drain_timeout: ending 2 requests", 0) ==
-		    1);
+		ck_assert(td_log_find(&g_d, "drain_timeout: ending 2 requests",
+		    0) == 1);
 		thaw(&fz);
 		cancelled = true;
 	}
@@ -1513,13 +1286,12 @@ START_TEST(test_sigterm_load_cancel)
 	ck_assert_int_eq(r, 0);
 	r = tc_recv(&d, &resp, TIMEOUT_MS);
 	ck_assert_int_eq(r, 0);
-	pid = g_pid;
-	g_pid = -1;
-	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
+	ck_assert_int_eq(td_wait(&g_d, 10000), 0);
 	/* the load never completed; when nothing held it (valgrind), it may
 	 * have got past its last cancel check before the drain ended */
 	if (cancelled && fz.tried)
-		ck_assert_int_eq(log_find("registry: loaded slow:", 0), 0);
+		ck_assert_int_eq(td_log_find(&g_d, "registry: loaded slow:",
+		    0), 0);
 	tc_close(&c);
 	tc_close(&d);
 	free(g);
@@ -1540,25 +1312,25 @@ START_TEST(test_sigterm_load_finish)
 	struct tc c, d;
 	int64_t id, gid;
 	size_t nb;
-	pid_t pid;
 
 	write_slow();
-	tc_open_at(&c, g_sock);
-	tc_open_at(&d, g_sock);
+	tc_open_at(&c, g_d.sock);
+	tc_open_at(&d, g_d.sock);
 	answer(&c, "slow", "drained", want);
 	unload_model(&c, "slow");
 	conf_write("drain_timeout = 60s\n", NULL);
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait(LOG_RELOADED, 1));
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, LOG_RELOADED, 1, LOG_WAIT_MS));
 
 	nb = daemon_tids(before, MAX_TIDS);
 	id = load_send(&c, "slow");
 	gid = tc_generate(&d, "slow", "drained", 8, true);
 	load_first_progress(&c, id);
 	freeze_new(before, nb, &fz);
-	kill(g_pid, SIGTERM);
-	ck_assert(log_wait("draining: 2 requests running", 1));
-	ck_assert_int_lt(tc_connect(g_sock), 0);
+	kill(g_d.pid, SIGTERM);
+	ck_assert(td_log_wait(&g_d, "draining: 2 requests running", 1,
+	    LOG_WAIT_MS));
+	ck_assert_int_lt(tc_connect(g_d.sock), 0);
 	thaw(&fz);
 	ck_assert_int_eq(load_finish(&c, id, &resp), 0);
 	proto_response_free(&resp);
@@ -1568,10 +1340,8 @@ START_TEST(test_sigterm_load_finish)
 	same_answer(g, want);
 	ck_assert_int_eq(tc_recv(&c, &resp, TIMEOUT_MS), 0);
 	ck_assert_int_eq(tc_recv(&d, &resp, TIMEOUT_MS), 0);
-	pid = g_pid;
-	g_pid = -1;
-	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
-	ck_assert(log_find("every request has ended", 0) == 1);
+	ck_assert_int_eq(td_wait(&g_d, 10000), 0);
+	ck_assert(td_log_find(&g_d, "every request has ended", 0) == 1);
 	tc_close(&c);
 	tc_close(&d);
 	free(want);
@@ -1594,14 +1364,15 @@ START_TEST(test_load_fails)
 
 	write_slow();
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "big", "after the failures", want);
 	unload_model(&c, "big");
 	keep_check(&k);
 
 	/* tensor data cut short: the header is fine, the data is not */
-	ck_assert_int_eq(stat(model_path("cut"), &st), 0);
-	ck_assert_int_eq(truncate(model_path("cut"), st.st_size - 1000), 0);
+	ck_assert_int_eq(stat(td_model_path(&g_d, "cut"), &st), 0);
+	ck_assert_int_eq(truncate(td_model_path(&g_d, "cut"),
+	    st.st_size - 1000), 0);
 	ck_assert_int_eq(load_model(&c, "cut", &resp), -1);
 	ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
 	ck_assert_msg(strlen(resp.u.error.message) > 10, "%s",
@@ -1613,7 +1384,7 @@ START_TEST(test_load_fails)
 	keep_check(&k);
 
 	/* a file that cannot be read (as root: test_unreadable_as_user) */
-	ck_assert_int_eq(chmod(model_path("locked"), 0), 0);
+	ck_assert_int_eq(chmod(td_model_path(&g_d, "locked"), 0), 0);
 	if (geteuid() == 0)
 		fprintf(stderr, "SKIP: root reads a mode 000 file (see "
 		    "test_unreadable_as_user)\n");
@@ -1623,21 +1394,21 @@ START_TEST(test_load_fails)
 		    NULL, "%s", resp.u.error.message);
 		proto_response_free(&resp);
 	}
-	chmod(model_path("locked"), 0644);
+	chmod(td_model_path(&g_d, "locked"), 0644);
 	keep_check(&k);
 
 	/* over the memory budget: refused with the numbers */
 	conf_write("memory_budget = 32M\n", NULL);
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait(LOG_RELOADED, 1));
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, LOG_RELOADED, 1, LOG_WAIT_MS));
 	ck_assert_int_eq(load_model(&c, "slow", &resp), -1);
 	ck_assert_int_eq(resp.u.error.code, PROTO_E_TOO_LARGE);
 	ck_assert_msg(strstr(resp.u.error.message, "budget") != NULL, "%s",
 	    resp.u.error.message);
 	proto_response_free(&resp);
 	conf_write(NULL, NULL);
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait(LOG_RELOADED, 2));
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, LOG_RELOADED, 2, LOG_WAIT_MS));
 	keep_check(&k);
 
 	/*
@@ -1645,8 +1416,8 @@ START_TEST(test_load_fails)
 	 * (prlimit) below what the weights need; not under valgrind or a
 	 * sanitizer (their address space is not the daemon's own).
 	 */
-	vm = daemon_kb("VmSize");
-	if (!daemon_native() || vm <= 0 || pid_sanitized(g_pid))
+	vm = td_status_kb(g_d.pid, "VmSize");
+	if (!daemon_native() || vm <= 0 || pid_sanitized(g_d.pid))
 		fprintf(stderr, "SKIP: no address space limit on this "
 		    "hearthd (valgrind or a sanitizer build)\n");
 	else {
@@ -1654,9 +1425,9 @@ START_TEST(test_load_fails)
 
 		lim.rlim_cur = (rlim_t)(vm + 40 * 1024) * 1024;
 		lim.rlim_max = RLIM_INFINITY;
-		ck_assert_int_eq(prlimit(g_pid, RLIMIT_AS, &lim, &old), 0);
+		ck_assert_int_eq(prlimit(g_d.pid, RLIMIT_AS, &lim, &old), 0);
 		ck_assert_int_eq(load_model(&c, "slow", &resp), -1);
-		ck_assert_int_eq(prlimit(g_pid, RLIMIT_AS, &old, NULL), 0);
+		ck_assert_int_eq(prlimit(g_d.pid, RLIMIT_AS, &old, NULL), 0);
 		ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
 		ck_assert_msg(strstr(resp.u.error.message, "weights") !=
 		    NULL, "%s", resp.u.error.message);
@@ -1669,8 +1440,9 @@ START_TEST(test_load_fails)
 	id = load_send(&c, "slow");
 	load_first_progress(&c, id);
 	freeze_new(before, nb, &fz);
-	ck_assert_int_eq(stat(model_path("slow"), &st), 0);
-	ck_assert_int_eq(truncate(model_path("slow"), st.st_size / 2), 0);
+	ck_assert_int_eq(stat(td_model_path(&g_d, "slow"), &st), 0);
+	ck_assert_int_eq(truncate(td_model_path(&g_d, "slow"),
+	    st.st_size / 2), 0);
 	thaw(&fz);
 	if (load_finish(&c, id, &resp) == 0 && !fz.tried) {
 		fprintf(stderr, "SKIP: the load ended before the file was "
@@ -1708,17 +1480,15 @@ END_TEST
  */
 START_TEST(test_unreadable_as_user)
 {
-	char dir[4300], models[4400], sock[4400], conf[4400], log[4400];
-	char path[4500];
+	char dir[4200];
 	struct gen *want = gen_new(), *g = gen_new();
 	struct proto_response resp;
 	struct mkm_spec spec;
 	struct eng_err err = { "" };
+	struct td nobody;
 	long rss0, rss;
 	struct tc c;
 	int64_t id;
-	size_t len;
-	pid_t pid;
 	int st = 0;
 	FILE *f;
 
@@ -1729,44 +1499,38 @@ START_TEST(test_unreadable_as_user)
 		free(g);
 		return;
 	}
-	snprintf(dir, sizeof(dir), "%s/nobody", g_dir);
-	snprintf(models, sizeof(models), "%s/models", dir);
-	snprintf(sock, sizeof(sock), "%s/run/hearth.sock", dir);
-	snprintf(conf, sizeof(conf), "%s/hearthd.conf", dir);
-	snprintf(log, sizeof(log), "%s/daemon.log", dir);
+	snprintf(dir, sizeof(dir), "%s/nobody", g_d.dir);
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
-	ck_assert_int_eq(mkdir(models, 0700), 0);
+	ck_assert_int_eq(td_init(&nobody, dir), 0);
+	nobody.uid = OTHER_UID;
 	ck_assert_int_eq(chown(dir, OTHER_UID, OTHER_UID), 0);
-	ck_assert_int_eq(chown(models, OTHER_UID, OTHER_UID), 0);
+	ck_assert_int_eq(chown(nobody.models, OTHER_UID, OTHER_UID), 0);
 	mkm_spec_default(&spec);
 	spec.n_vocab = N_VOCAB;
-	snprintf(path, sizeof(path), "%s/tiny.gguf", models);
-	ck_assert_int_eq(mkm_write(&spec, path, &err), 0);
-	ck_assert_int_eq(chown(path, OTHER_UID, OTHER_UID), 0);
-	snprintf(path, sizeof(path), "%s/locked.gguf", models);
-	ck_assert_int_eq(mkm_write(&spec, path, &err), 0);
-	ck_assert_int_eq(chown(path, OTHER_UID, OTHER_UID), 0);
-	ck_assert_int_eq(chmod(path, 0), 0);
-	f = fopen(conf, "w");
+	ck_assert_int_eq(mkm_write(&spec, td_model_path(&nobody, "tiny"),
+	    &err), 0);
+	ck_assert_int_eq(chown(td_model_path(&nobody, "tiny"), OTHER_UID,
+	    OTHER_UID), 0);
+	ck_assert_int_eq(mkm_write(&spec, td_model_path(&nobody, "locked"),
+	    &err), 0);
+	ck_assert_int_eq(chown(td_model_path(&nobody, "locked"), OTHER_UID,
+	    OTHER_UID), 0);
+	ck_assert_int_eq(chmod(td_model_path(&nobody, "locked"), 0), 0);
+	f = fopen(nobody.conf, "w");
 	fprintf(f, "[daemon]\nkeep_alive = 300\n\n[access root]\nuser = 0\n"
 	    "admin = yes\n\n[access default]\nmodels = *\n");
 	fclose(f);
-	chmod(conf, 0644);
+	chmod(nobody.conf, 0644);
 
-	pid = daemon_spawn_st(OTHER_UID, sock, models, conf, log, &st);
-	if (pid < 0) {
-		uint8_t *l = tu_read_file(log, &len);
-
-		fprintf(stderr, "---- hearthd (uid %u) log ----\n%.*s---- end "
-		    "----\n", OTHER_UID, l != NULL ? (int)len : 0,
-		    l != NULL ? (const char *)l : "");
-		free(l);
+	if (td_start_st(&nobody, &st) != 0) {
+		fprintf(stderr, "hearthd as uid %u:\n", OTHER_UID);
+		td_print_log(&nobody);
 		/* the build directory out of its reach: not hearthd's fault */
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 127,
 		    "hearthd as uid %u did not start (status %d)", OTHER_UID,
 		    st);
 		fprintf(stderr, "SKIP: uid %u cannot run %s\n", OTHER_UID,
-		    daemon_path());
+		    td_build_path("hearthd"));
 		free(want);
 		free(g);
 		return;
@@ -1775,7 +1539,7 @@ START_TEST(test_unreadable_as_user)
 		char p[64], line[256];
 		unsigned ruid = 0, euid = 0;
 
-		snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+		snprintf(p, sizeof(p), "/proc/%d/status", (int)nobody.pid);
 		f = fopen(p, "r");
 		ck_assert_ptr_nonnull(f);
 		while (fgets(line, sizeof(line), f) != NULL)
@@ -1784,10 +1548,10 @@ START_TEST(test_unreadable_as_user)
 		fclose(f);
 		ck_assert_uint_eq(euid, OTHER_UID);
 	}
-	tc_open_at(&c, sock);
+	tc_open_at(&c, nobody.sock);
 	answer(&c, "tiny", "as nobody", want);
 	tc_ping(&c);
-	rss0 = pid_kb(pid, "VmRSS");
+	rss0 = td_status_kb(nobody.pid, "VmRSS");
 	ck_assert_int_eq(load_model(&c, "locked", &resp), -1);
 	ck_assert_int_eq(resp.u.error.code, PROTO_E_MODEL_ERROR);
 	ck_assert_msg(strstr(resp.u.error.message, "ermission") != NULL,
@@ -1799,12 +1563,13 @@ START_TEST(test_unreadable_as_user)
 	same_answer(g, want);
 	usleep(100000);
 	tc_ping(&c);
-	rss = pid_kb(pid, "VmRSS");
-	ck_assert_msg(pid_sanitized(pid) || rss <= rss0 + rss0 / 10 + 4096,
+	rss = td_status_kb(nobody.pid, "VmRSS");
+	ck_assert_msg(pid_sanitized(nobody.pid) ||
+	    rss <= rss0 + rss0 / 10 + 4096,
 	    "RSS %ld kB before, %ld kB after", rss0, rss);
 	tc_close(&c);
-	kill(pid, SIGTERM);
-	ck_assert_int_eq(daemon_wait(pid, 10000), 0);
+	kill(nobody.pid, SIGTERM);
+	ck_assert_int_eq(td_wait(&nobody, 10000), 0);
 	free(want);
 	free(g);
 }
@@ -1878,7 +1643,7 @@ write_hdr_model(const char *name, uint64_t seed)
 	mkm_spec_default(&s);
 	s.n_vocab = N_VOCAB;
 	s.seed = seed;
-	write_model(&s, name);
+	td_write_model(&g_d, &s, name);
 }
 
 /*
@@ -1900,9 +1665,9 @@ START_TEST(test_meta_off_loop)
 
 	write_hdr_model("hdr1", 11);
 	write_hdr_model("hdr2", 12);
-	tc_open_at(&c, g_sock);
-	tc_open_at(&d, g_sock);
-	tc_open_at(&e, g_sock);
+	tc_open_at(&c, g_d.sock);
+	tc_open_at(&d, g_d.sock);
+	tc_open_at(&e, g_d.sock);
 	/* tiny's header is read to load it: the header threads exist */
 	answer(&d, "tiny", "a header is read meanwhile", want);
 	freeze_named("hearth-meta", &fz);
@@ -1944,7 +1709,7 @@ START_TEST(test_meta_off_loop)
 	proto_response_free(&r1);
 	answer(&c, "tiny", "a header is read meanwhile", g);
 	same_answer(g, want);
-	ck_assert_int_eq(waitpid(g_pid, NULL, WNOHANG), 0);
+	ck_assert_int_eq(waitpid(g_d.pid, NULL, WNOHANG), 0);
 	tc_close(&c);
 	tc_close(&d);
 	free(g);
@@ -1966,17 +1731,18 @@ START_TEST(test_meta_sigterm)
 	int r;
 
 	write_hdr_model("hdr3", 13);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "tiny", "hello", g);
 	freeze_named("hearth-meta", &fz);
 	sid = tc_simple(&c, PROTO_MSG_SHOW, "hdr3");
 	if (fz.n > 0)
 		tc_ping(&c);
-	kill(g_pid, SIGTERM);
+	kill(g_d.pid, SIGTERM);
 	tc_must_recv(&c, &resp);
 	ck_assert_uint_eq(resp.id, (uint64_t)sid);
 	if (fz.n > 0) {
-		ck_assert(log_find("draining: 1 request running", 0) == 1);
+		ck_assert(td_log_find(&g_d, "draining: 1 request running",
+		    0) == 1);
 		ck_assert_int_eq(resp.type, PROTO_MSG_ERROR);
 		ck_assert_int_eq(resp.u.error.code, PROTO_E_BUSY);
 		ck_assert_msg(strstr(resp.u.error.message, "shutting down") !=
@@ -1988,8 +1754,7 @@ START_TEST(test_meta_sigterm)
 	r = tc_recv(&c, &resp, TIMEOUT_MS);
 	ck_assert_int_eq(r, 0);
 	thaw(&fz);
-	ck_assert_int_eq(daemon_wait(g_pid, 10000), 0);
-	g_pid = -1;
+	ck_assert_int_eq(td_wait(&g_d, 10000), 0);
 	tc_close(&c);
 	free(g);
 }
@@ -2006,10 +1771,10 @@ START_TEST(test_leave_during_load)
 	int i;
 
 	keep_open(&k);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	for (i = 0; i < 4; i++) {
 		/* a generate that waits for the load, then the client goes */
-		tc_open_at(&d, g_sock);
+		tc_open_at(&d, g_d.sock);
 		id = tc_generate(&d, "big", "gone before the load", 50, true);
 		ck_assert_int_gt(id, 0);
 		proto_request_init(&r, PROTO_MSG_LOAD, 0);
@@ -2111,8 +1876,8 @@ START_TEST(test_long_prompt_stream)
 		off += w;
 	}
 	keep_open(&k);
-	tc_open_at(&a, g_sock);
-	tc_open_at(&b, g_sock);
+	tc_open_at(&a, g_d.sock);
+	tc_open_at(&b, g_d.sock);
 	proto_request_init(&r, PROTO_MSG_GENERATE, 0);
 	r.u.generate.model = "long";
 	r.u.generate.input.text = text;

@@ -23,14 +23,12 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,24 +45,10 @@
 #define N_VOCAB		512	/* of the generated models */
 #define HUGE_2M		((size_t)2 << 20)
 
-static char	g_dir[4096];		/* temporary directory */
-static char	g_models[4200];		/* models directory */
-static char	g_sock[4200];		/* socket path */
-static char	g_log[4200];		/* daemon's stderr */
-static char	g_conf[4200];		/* configuration */
+static struct td g_d;			/* the daemon (tclient.c) */
 static char	g_topo[4200];		/* simulated topology */
-static pid_t	g_pid = -1;		/* the daemon */
 
 /* ---- files ----------------------------------------------------------- */
-
-static const char *
-model_path(const char *name)
-{
-	static char path[4400];
-
-	snprintf(path, sizeof(path), "%s/%s.gguf", g_models, name);
-	return path;
-}
 
 static void
 write_text(const char *path, const char *text)
@@ -75,38 +59,28 @@ write_text(const char *path, const char *text)
 static void
 setup(void)
 {
-	struct eng_err err = { "" };
 	struct mkm_spec s;
 	static const char *const names[] = { "a", "b", "loc", "rep" };
 	size_t i;
 
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(g_dir, sizeof(g_dir), "%s", tu_tmpdir());
-	snprintf(g_models, sizeof(g_models), "%s/models", g_dir);
-	snprintf(g_sock, sizeof(g_sock), "%s/hearth.sock", g_dir);
-	snprintf(g_log, sizeof(g_log), "%s/daemon.log", g_dir);
-	snprintf(g_conf, sizeof(g_conf), "%s/hearthd.conf", g_dir);
-	snprintf(g_topo, sizeof(g_topo), "%s/topo", g_dir);
-	if (mkdir(g_models, 0700) != 0)
+	if (td_init(&g_d, tu_tmpdir()) != 0)
 		abort();
+	snprintf(g_d.sock, sizeof(g_d.sock), "%s/hearth.sock", g_d.dir);
+	g_d.threads = NULL;	/* the daemon's own count */
+	snprintf(g_topo, sizeof(g_topo), "%s/topo", g_d.dir);
 	/* the same weights under four names */
 	mkm_spec_default(&s);
 	s.n_vocab = N_VOCAB;
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (mkm_write(&s, model_path(names[i]), &err) != 0) {
-			fprintf(stderr, "mkm_write: %s\n", err.msg);
-			abort();
-		}
+		td_write_model(&g_d, &s, names[i]);
 	/* weights of a few MiB, for hugepages (a tail under 1 MiB is not
 	 * worth one) */
 	s.n_embd = 256;
 	s.n_ff = 768;
 	s.seed = 5;
-	if (mkm_write(&s, model_path("h1"), &err) != 0 ||
-	    mkm_write(&s, model_path("h2"), &err) != 0) {
-		fprintf(stderr, "mkm_write: %s\n", err.msg);
-		abort();
-	}
+	td_write_model(&g_d, &s, "h1");
+	td_write_model(&g_d, &s, "h2");
 }
 
 static void huge_restore(void);
@@ -120,30 +94,6 @@ teardown(void)
 
 /* ---- the daemon -------------------------------------------------------- */
 
-static const char *
-build_path(const char *prog)
-{
-	static char path[4096];
-	const char *b = getenv("HEARTH_BUILDDIR");
-
-	snprintf(path, sizeof(path), "%s/%s", b != NULL && *b ? b : ".",
-	    prog);
-	return path;
-}
-
-static void
-print_log(void)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-
-	if (s != NULL) {
-		fprintf(stderr, "---- hearthd log ----\n%.*s---- end ----\n",
-		    (int)len, (const char *)s);
-		free(s);
-	}
-}
-
 /*
  * Start hearthd with a configuration ([daemon] lines, then the admin
  * rule for us) and a topology (NULL: the machine's).
@@ -152,86 +102,23 @@ static void
 daemon_start(const char *daemon_conf, const char *topo)
 {
 	char conf[4096];
-	int i, fd;
 
-	unlink(g_log);
+	unlink(g_d.log);
 	snprintf(conf, sizeof(conf), "[daemon]\nkeep_alive = 300\n%s\n"
 	    "[access me]\nuser = %u\nadmin = yes\n", daemon_conf,
 	    (unsigned)geteuid());
-	write_text(g_conf, conf);
+	write_text(g_d.conf, conf);
 	if (topo != NULL)
 		write_text(g_topo, topo);
-	g_pid = fork();
-	if (g_pid < 0)
-		abort();
-	if (g_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		if (topo != NULL)
-			execl(build_path("hearthd"), "hearthd", "-d", "-s",
-			    g_sock, "-m", g_models, "-c", g_conf,
-			    "--numa-topology", g_topo, (char *)NULL);
-		else
-			execl(build_path("hearthd"), "hearthd", "-d", "-s",
-			    g_sock, "-m", g_models, "-c", g_conf, (char *)NULL);
-		fprintf(stderr, "exec hearthd: %s\n", strerror(errno));
-		_exit(127);
-	}
-	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if ((fd = tc_connect(g_sock)) >= 0) {
-			close(fd);
-			return;
-		}
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid)
-			break;
-		usleep(10000);
-	}
-	print_log();
-	ck_abort_msg("hearthd did not start");
+	g_d.topo = topo != NULL ? g_topo : NULL;
+	td_start(&g_d);
 }
 
+/* SIGTERM: the daemon must exit 0 (its log is printed if not). */
 static void
 daemon_stop(void)
 {
-	int st = 0, i;
-
-	if (g_pid <= 0)
-		return;
-	kill(g_pid, SIGTERM);
-	for (i = 0; i < 500 * timeout_scale(); i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid)
-			break;
-		usleep(10000);
-	}
-	if (i == 500 * timeout_scale()) {
-		kill(g_pid, SIGKILL);
-		waitpid(g_pid, &st, 0);
-	}
-	g_pid = -1;
-	if (getenv("CHECK_DAEMON_LOG") != NULL ||
-	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		print_log();
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	    "hearthd did not stop cleanly");
-}
-
-static bool
-log_has(const char *needle)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-	char *z;
-	bool found;
-
-	ck_assert_ptr_nonnull(s);
-	z = calloc(1, len + 1);
-	ck_assert_ptr_nonnull(z);
-	memcpy(z, s, len);
-	found = strstr(z, needle) != NULL;
-	free(z);
-	free(s);
-	return found;
+	ck_assert_msg(td_finish(&g_d) == 0, "hearthd did not stop cleanly");
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -364,7 +251,7 @@ daemon_thread_on(const char *cpus)
 	DIR *d;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g_d.pid);
 	snprintf(want, sizeof(want), "Cpus_allowed_list:\t%s\n", cpus);
 	if ((d = opendir(path)) == NULL)
 		return false;
@@ -372,7 +259,7 @@ daemon_thread_on(const char *cpus)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%s/status",
-		    (int)g_pid, de->d_name);
+		    (int)g_d.pid, de->d_name);
 		if ((f = fopen(path, "r")) == NULL)
 			continue;
 		while (fgets(line, sizeof(line), f) != NULL)
@@ -421,8 +308,8 @@ START_TEST(test_replica_forward)
 	size_t nv;
 	ptrdiff_t off;
 
-	ck_assert_msg(model_open(model_path("rep"), NULL, NULL, &m, &err) ==
-	    0, "%s", err.msg);
+	ck_assert_msg(model_open(td_model_path(&g_d, "rep"), NULL, NULL, &m,
+	    &err) == 0, "%s", err.msg);
 	/* two threads: 0 (the caller) and one worker */
 	ck_assert_int_eq(kern_pool_new_cpus(2, cpus, &pool), 0);
 	kern_pool_free(m->pool);
@@ -477,7 +364,7 @@ START_TEST(test_two_models_disjoint_cpus)
 
 	daemon_start("numa = local", "node 0 cpus 0 mem 8G\n"
 	    "node 1 cpus 1 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "a", ga);
 	answer(&c, "b", gb);
 	assert_same(ga, gb);		/* the same weights */
@@ -496,8 +383,10 @@ START_TEST(test_two_models_disjoint_cpus)
 	    pa.placement);
 	ck_assert_msg(strncmp(pb.placement, "local, CPUs 1:", 14) == 0, "%s",
 	    pb.placement);
-	ck_assert(log_has("registry: a threads: 1 thread pinned to CPUs 0"));
-	ck_assert(log_has("registry: b threads: 1 thread pinned to CPUs 1"));
+	ck_assert(td_log_has(&g_d,
+	    "registry: a threads: 1 thread pinned to CPUs 0"));
+	ck_assert(td_log_has(&g_d,
+	    "registry: b threads: 1 thread pinned to CPUs 1"));
 	/* the caller of each pool (the model's scheduler) runs there */
 	if (have_cpus_0_1()) {
 		ck_assert(daemon_thread_on("0"));
@@ -521,7 +410,7 @@ START_TEST(test_missing_cpus_not_pinned)
 	/* node 1's CPUs exist on no machine this runs on */
 	daemon_start("numa = local", "node 0 cpus 0 mem 8G\n"
 	    "node 1 cpus 1000-1001 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "a", ga);
 	answer(&c, "b", gb);
 	assert_same(ga, gb);
@@ -531,7 +420,7 @@ START_TEST(test_missing_cpus_not_pinned)
 	ck_assert_msg(strstr(t, "2 threads for CPUs 1000-1001: 0 pinned") !=
 	    NULL && strstr(t, "do not exist on this machine") != NULL, "%s",
 	    t);
-	ck_assert(log_has("b threads: 2 threads for CPUs 1000-1001: 0 "
+	ck_assert(td_log_has(&g_d, "b threads: 2 threads for CPUs 1000-1001: 0 "
 	    "pinned"));
 	tc_close(&c);
 	daemon_stop();
@@ -550,7 +439,7 @@ START_TEST(test_replicate)
 
 	daemon_start("numa = local\n[model rep]\nnuma = replicate",
 	    "node 0 cpus 0 mem 8G\nnode 1 cpus 1 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	/* costs before loading: a replica counts a second copy */
 	wl = show_get(&c, "loc", "hearth.memory.weights", NULL, 0);
 	wr = show_get(&c, "rep", "hearth.memory.weights", NULL, 0);
@@ -585,7 +474,7 @@ START_TEST(test_replicate)
 	ck_assert_msg(strstr(t, "2 copies of the weights") != NULL, "%s", t);
 	show_get(&c, "rep", "hearth.numa.threads", t, sizeof(t));
 	ck_assert_msg(strstr(t, "2 threads") != NULL, "%s", t);
-	ck_assert(log_has("rep numa: replicate"));
+	ck_assert(td_log_has(&g_d, "rep numa: replicate"));
 	/* again, with both resident and warm */
 	answer(&c, "rep", gr);
 	assert_same(gl, gr);
@@ -602,20 +491,20 @@ START_TEST(test_replicate)
 	    "memory_budget = %llu\n[model rep]\nnuma = replicate",
 	    (unsigned long long)(tl + tr - wl / 2));
 	daemon_start(conf, "node 0 cpus 0-2 mem 8G\nnode 1 cpus 3-5 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "loc", gl);
 	answer(&c, "rep", gr);
 	assert_same(gl, gr);
 	ps_get(&c, "loc", &pl);
 	ck_assert_msg(!pl.found, "loc should have been evicted");
 	ck_assert_uint_eq(pl.n_models, 1);
-	ck_assert(log_has("evicting loc"));
+	ck_assert(td_log_has(&g_d, "evicting loc"));
 	tc_close(&c);
 	daemon_stop();
 
 	/* one node: replicate is one copy, and says so */
 	daemon_start("numa = replicate", "node 0 cpus 0-1 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "rep", gr);
 	assert_same(gl, gr);
 	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
@@ -650,7 +539,7 @@ START_TEST(test_replicate_no_worker)
 	/* one worker thread: node 1 gets none */
 	daemon_start("threads = 1\nnuma = local\n[model rep]\n"
 	    "numa = replicate", topo);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	wl = show_get(&c, "loc", "hearth.memory.weights", NULL, 0);
 	tl = show_get(&c, "loc", "hearth.memory.total", NULL, 0);
 	ck_assert_uint_gt(wl, 0);
@@ -679,14 +568,14 @@ START_TEST(test_replicate_no_worker)
 	    NULL, "%s", t);
 	ck_assert_msg(strstr(t, "one copy of the weights (workers on one "
 	    "node)") != NULL, "%s", t);
-	ck_assert(!log_has("could be made"));
+	ck_assert(!td_log_has(&g_d, "could be made"));
 	tc_close(&c);
 	daemon_stop();
 
 	/* the CPU of one node is loc's: rep's workers and its one copy go
 	 * to the other */
 	daemon_start("numa = local\n[model rep]\nnuma = replicate", topo);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "loc", gl);
 	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
 	    1);
@@ -725,7 +614,7 @@ START_TEST(test_load_numa)
 	 * its node, and replicate has a worker on each node */
 	daemon_start("numa = local\nthreads = 2", "node 0 cpus 0-2 mem 8G\n"
 	    "node 1 cpus 3-5 mem 8G\n");
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	answer(&c, "a", g);
 	/* a load's numa places the model (config says local) */
 	load_ok(&c, "rep", true, PROTO_NUMA_REPLICATE);
@@ -737,14 +626,14 @@ START_TEST(test_load_numa)
 	assert_same(g, g2);
 	/* the same again: nothing to do; another: loaded again (idle) */
 	load_ok(&c, "rep", true, PROTO_NUMA_REPLICATE);
-	ck_assert(!log_has("rep: numa"));
+	ck_assert(!td_log_has(&g_d, "rep: numa"));
 	load_ok(&c, "rep", true, PROTO_NUMA_INTERLEAVE);
 	show_get(&c, "rep", "hearth.numa.policy", t, sizeof(t));
 	ck_assert_str_eq(t, "interleave");
 	ck_assert_uint_eq(show_get(&c, "rep", "hearth.numa.copies", NULL, 0),
 	    1);
-	ck_assert(log_has("rep: numa interleave asked (was replicate): "
-	    "loading it again"));
+	ck_assert(td_log_has(&g_d, "rep: numa interleave asked (was "
+	    "replicate): loading it again"));
 	answer(&c, "rep", g2);
 	assert_same(g, g2);
 	/* without numa: left as it is */
@@ -771,13 +660,13 @@ START_TEST(test_load_numa)
 
 	/* the CLI */
 	snprintf(cmd, sizeof(cmd), "%s -s %s load b --numa replicate "
-	    ">/dev/null", build_path("hearth"), g_sock);
+	    ">/dev/null", td_build_path("hearth"), g_d.sock);
 	st = system(cmd);
 	ck_assert_int_eq(WEXITSTATUS(st), 0);
 	show_get(&c, "b", "hearth.numa.policy", t, sizeof(t));
 	ck_assert_str_eq(t, "replicate");
 	snprintf(cmd, sizeof(cmd), "%s -s %s load b --numa far 2>/dev/null",
-	    build_path("hearth"), g_sock);
+	    td_build_path("hearth"), g_d.sock);
 	st = system(cmd);
 	ck_assert_int_ne(WEXITSTATUS(st), 0);
 
@@ -901,7 +790,7 @@ START_TEST(test_hugetlb_exhausted)
 		goto out;
 	}
 	daemon_start("pages = hugetlb", NULL);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	/* with room in the pool: the weights in 2 MiB pages (unless another
 	 * process took the pages first: the machine may be shared) */
 	answer(&c, "h1", g1);

@@ -30,7 +30,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -59,34 +58,10 @@
 #define LONG_TOKENS	3000	/* a stream that runs until cancelled */
 #define PAUSED_TOKENS	1500	/* a stream that pauses when not read */
 #define FAIR_TOKENS	2000	/* test_fairness: A's queued requests */
+#define LOG_WAIT_MS	5000	/* for a line in the log */
 
-static char	g_dir[4096];		/* temporary directory */
-static char	g_models[4200];		/* models directory */
-static char	g_sock[4200];		/* main socket */
+static struct td g_d;			/* the daemon (tclient.c) */
 static char	g_admin[4200];		/* admin socket */
-static char	g_conf[4200];		/* hearth.conf */
-static char	g_log[4200];		/* the daemon's stderr */
-static pid_t	g_pid = -1;		/* the daemon */
-
-static const char *
-model_path(const char *name)
-{
-	static char path[4400];
-
-	snprintf(path, sizeof(path), "%s/%s.gguf", g_models, name);
-	return path;
-}
-
-static void
-write_model(struct mkm_spec *s, const char *name)
-{
-	struct eng_err err = { "" };
-
-	if (mkm_write(s, model_path(name), &err) != 0) {
-		fprintf(stderr, "mkm_write %s: %s\n", name, err.msg);
-		abort();
-	}
-}
 
 static void
 write_file(const char *path, const char *text)
@@ -100,205 +75,27 @@ setup(void)
 {
 	struct mkm_spec s;
 
-	snprintf(g_dir, sizeof(g_dir), "%s", tu_tmpdir());
-	/* the children of the access tests must reach the socket */
-	chmod(g_dir, 0711);
-	snprintf(g_models, sizeof(g_models), "%s/models", g_dir);
-	snprintf(g_sock, sizeof(g_sock), "%s/run/hearth.sock", g_dir);
-	snprintf(g_admin, sizeof(g_admin), "%s/run/admin.sock", g_dir);
-	snprintf(g_conf, sizeof(g_conf), "%s/hearth.conf", g_dir);
-	snprintf(g_log, sizeof(g_log), "%s/daemon.log", g_dir);
-	if (mkdir(g_models, 0700) != 0)
+	if (td_init(&g_d, tu_tmpdir()) != 0)
 		abort();
+	/* the children of the access tests must reach the socket */
+	chmod(g_d.dir, 0711);
+	snprintf(g_admin, sizeof(g_admin), "%s/run/admin.sock", g_d.dir);
+	snprintf(g_d.conf, sizeof(g_d.conf), "%s/hearth.conf", g_d.dir);
 	mkm_spec_default(&s);		/* llama, 64 dim, context 512 */
-	write_model(&s, "tiny");
-	write_model(&s, "secret");
+	td_write_model(&g_d, &s, "tiny");
+	td_write_model(&g_d, &s, "secret");
 	mkm_spec_default(&s);
 	s.n_embd = 128;
 	s.n_ff = 256;
 	s.n_ctx = 4096;
 	s.seed = 3;
-	write_model(&s, "long");
-}
-
-static const char *
-daemon_path(void)
-{
-	static char path[4096];
-	const char *b = getenv("HEARTH_BUILDDIR");
-
-	snprintf(path, sizeof(path), "%s/hearthd", b != NULL && *b ? b : ".");
-	return path;
-}
-
-static void
-print_log(void)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-
-	if (s != NULL) {
-		fprintf(stderr, "---- hearthd log ----\n%.*s---- end ----\n",
-		    (int)len, (const char *)s);
-		free(s);
-	}
-}
-
-/* Whether the daemon's log has needle. */
-static bool
-log_has(const char *needle)
-{
-	size_t len;
-	uint8_t *s = tu_read_file(g_log, &len);
-	char *z;
-	bool found;
-
-	if (s == NULL)
-		return false;
-	if ((z = calloc(1, len + 1)) == NULL)
-		abort();
-	memcpy(z, s, len);
-	found = strstr(z, needle) != NULL;
-	free(z);
-	free(s);
-	return found;
-}
-
-/* Wait until needle is in the log; false after a few seconds. */
-static bool
-log_wait(const char *needle)
-{
-	int i;
-
-	for (i = 0; i < 500 * timeout_scale(); i++) {
-		if (log_has(needle))
-			return true;
-		usleep(10000);
-	}
-	return false;
-}
-
-/*
- * Fork and exec argv (argv[0] a path) with the log as stderr and extra
- * environment entries ("NAME=value", NULL-terminated, may be NULL).
- */
-static pid_t
-spawn(char *const argv[], char *const env[])
-{
-	pid_t pid;
-	int fd, i;
-
-	if ((pid = fork()) < 0)
-		abort();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(g_log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		dup2(fd, 1);
-		for (i = 0; env != NULL && env[i] != NULL; i++)
-			putenv(env[i]);
-		execv(argv[0], argv);
-		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Wait until path accepts connections (or the process died). */
-static void
-wait_listening(const char *path)
-{
-	int i, fd;
-
-	for (i = 0; i < 1000 * timeout_scale(); i++) {
-		if ((fd = tc_connect(path)) >= 0) {
-			close(fd);
-			return;
-		}
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid) {
-			g_pid = -1;
-			break;
-		}
-		usleep(10000);
-	}
-	print_log();
-	ck_abort_msg("hearthd did not listen on %s", path);
-}
-
-/* hearthd -d -s SOCK -m MODELS -c CONF -t 1 [extra...] */
-static void
-daemon_start_env(const char *extra, char *const env[])
-{
-	char *argv[16];
-	int n = 0;
-
-	argv[n++] = (char *)daemon_path();
-	argv[n++] = "-d";
-	argv[n++] = "-s";
-	argv[n++] = g_sock;
-	argv[n++] = "-m";
-	argv[n++] = g_models;
-	argv[n++] = "-c";
-	argv[n++] = g_conf;
-	argv[n++] = "-t";
-	argv[n++] = "1";
-	if (extra != NULL) {
-		argv[n++] = (char *)extra;
-		argv[n++] = g_admin;
-	}
-	argv[n] = NULL;
-	g_pid = spawn(argv, env);
-	wait_listening(g_sock);
-}
-
-static void
-daemon_start(void)
-{
-	daemon_start_env(NULL, NULL);
-}
-
-/* Wait for the daemon to exit by itself: its exit status, -1 on time. */
-static int
-daemon_wait(int ms)
-{
-	int st, i;
-
-	for (i = 0; i < ms / 10 * timeout_scale(); i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-			g_pid = -1;
-			return WIFEXITED(st) ? WEXITSTATUS(st) :
-			    128 + WTERMSIG(st);
-		}
-		usleep(10000);
-	}
-	return -1;
-}
-
-/* SIGTERM; 0 when the daemon exits 0 in time. */
-static int
-daemon_stop(void)
-{
-	int r;
-
-	if (g_pid <= 0)
-		return 0;
-	kill(g_pid, SIGTERM);
-	if ((r = daemon_wait(5000)) < 0) {
-		kill(g_pid, SIGKILL);
-		waitpid(g_pid, NULL, 0);
-		g_pid = -1;
-	}
-	return r == 0 ? 0 : -1;
+	td_write_model(&g_d, &s, "long");
 }
 
 static void
 teardown(void)
 {
-	if (daemon_stop() != 0) {
-		print_log();
-		fprintf(stderr, "hearthd did not stop cleanly\n");
-	} else if (getenv("CHECK_DAEMON_LOG") != NULL)
-		print_log();
+	td_finish(&g_d);
 	tu_tmpdir_free();
 }
 
@@ -381,9 +178,9 @@ as_user(uid_t uid, child_fn fn, void *arg, char *msg, size_t size)
 			(void)!write(p[1], buf, strlen(buf));
 			_exit(2);
 		}
-		if ((fd = tc_connect(g_sock)) < 0) {
+		if ((fd = tc_connect(g_d.sock)) < 0) {
 			snprintf(buf, sizeof(buf), "uid %u cannot connect to "
-			    "%.600s: %s", (unsigned)uid, g_sock,
+			    "%.600s: %s", (unsigned)uid, g_d.sock,
 			    strerror(-fd));
 			(void)!write(p[1], buf, strlen(buf));
 			_exit(fd == -EACCES ? 77 : 2);
@@ -427,7 +224,7 @@ child_open(struct tc *c, char *msg, size_t size)
 	struct proto_response resp;
 	int rc;
 
-	CHILD_CHECK(tc_open_raw_at(c, g_sock) == 0, "connect failed");
+	CHILD_CHECK(tc_open_raw_at(c, g_d.sock) == 0, "connect failed");
 	proto_request_init(&r, PROTO_MSG_HELLO, 0);
 	r.u.hello.version = PROTO_VERSION;
 	r.u.hello.client = "check_service";
@@ -491,26 +288,15 @@ child_generate(struct tc *c, const char *model, int32_t max_tokens,
 static int
 check_config(const char *text, char *out, size_t size)
 {
-	char *argv[] = { (char *)daemon_path(), "-n", "-c", g_conf, NULL };
-	size_t len;
-	uint8_t *s;
-	pid_t pid;
-	int st;
+	const char *args[] = { "-n", "-c", g_d.conf, NULL };
 
-	write_file(g_conf, text);
-	unlink(g_log);
-	pid = spawn(argv, NULL);
-	waitpid(pid, &st, 0);
-	out[0] = '\0';
-	if ((s = tu_read_file(g_log, &len)) != NULL) {
-		snprintf(out, size, "%.*s", (int)len, (const char *)s);
-		free(s);
-	}
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	write_file(g_d.conf, text);
+	return td_run(g_d.log, args, out, size);
 }
 
 START_TEST(test_config_good)
 {
+	const char *args[] = { "-n", "-c", g_d.conf, NULL };
 	char out[4096];
 
 	ck_assert_int_eq(check_config(
@@ -580,18 +366,9 @@ START_TEST(test_config_good)
 		    src != NULL && *src ? src : ".");
 		text = tu_read_file(path, &len);
 		ck_assert_msg(text != NULL, "%s missing", path);
-		ck_assert_int_eq(tu_write_file(g_conf, text, len), 0);
+		ck_assert_int_eq(tu_write_file(g_d.conf, text, len), 0);
 		free(text);
-		unlink(g_log);
-		{
-			char *argv[] = { (char *)daemon_path(), "-n", "-c",
-			    g_conf, NULL };
-			pid_t pid = spawn(argv, NULL);
-			int st;
-
-			waitpid(pid, &st, 0);
-			ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-		}
+		ck_assert_int_eq(td_run(g_d.log, args, NULL, 0), 0);
 	}
 }
 END_TEST
@@ -641,6 +418,7 @@ START_TEST(test_config_errors)
 		{ "[access a]\n[access a]\n", 2, "again" },
 		{ "[daemon]\nthis line has no equals sign\n", 2, "syntax" },
 	};
+	const char *args[] = { "-n", "-c", g_d.conf, NULL };
 	char out[4096], want[64], line[400];
 	size_t i;
 
@@ -662,16 +440,8 @@ START_TEST(test_config_errors)
 	ck_assert_msg(strstr(out, "hearth.conf:2: line longer than") != NULL,
 	    "%s", out);
 	/* a named file that does not exist */
-	unlink(g_conf);
-	{
-		char *argv[] = { (char *)daemon_path(), "-n", "-c", g_conf,
-		    NULL };
-		pid_t pid = spawn(argv, NULL);
-		int st;
-
-		waitpid(pid, &st, 0);
-		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-	}
+	unlink(g_d.conf);
+	ck_assert_int_eq(td_run(g_d.log, args, NULL, 0), 1);
 }
 END_TEST
 
@@ -711,32 +481,33 @@ START_TEST(test_socket_activation)
 		return;
 	}
 	/* a configuration that keeps loading for the admin socket */
-	write_file(g_conf, "[daemon]\ndrain_timeout = 1s\n"
+	write_file(g_d.conf, "[daemon]\ndrain_timeout = 1s\n"
 	    "[access users]\nadmin = no\n");
 	mkdir(tu_tmpfile("run"), 0755);
-	snprintf(lsock, sizeof(lsock), "%s", g_sock);
+	snprintf(lsock, sizeof(lsock), "%s", g_d.sock);
 	snprintf(ladmin, sizeof(ladmin), "%s", g_admin);
 	{
 		char *argv[] = { (char *)tool, "-l", lsock, "-l", ladmin,
-		    "--fdname=hearth:admin", (char *)daemon_path(), "-d",
-		    "-m", g_models, "-c", g_conf, "-t", "1", NULL };
+		    "--fdname=hearth:admin", (char *)td_build_path("hearthd"),
+		    "-d", "-m", g_d.models, "-c", g_d.conf, "-t", "1", NULL };
 
-		g_pid = spawn(argv, NULL);
+		g_d.pid = td_spawn(g_d.log, geteuid(), tool, argv, NULL);
 	}
 	/* systemd-socket-activate listens; hearthd is not running yet */
-	for (i = 0; i < 500 && stat(g_sock, &st) != 0; i++)
+	for (i = 0; i < 500 && stat(g_d.sock, &st) != 0; i++)
 		usleep(10000);
-	ck_assert_int_eq(stat(g_sock, &st), 0);
-	ck_assert(!log_has("hearthd: models in"));
+	ck_assert_int_eq(stat(g_d.sock, &st), 0);
+	ck_assert(!td_log_has(&g_d, "hearthd: models in"));
 	/* the first connection starts hearthd, which gets the socket */
-	tc_open_at(&c, g_sock);
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)g_pid);
+	tc_open_at(&c, g_d.sock);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)g_d.pid);
 	ck_assert_ptr_nonnull(f = fopen(path, "r"));
 	ck_assert_ptr_nonnull(fgets(comm, sizeof(comm), f));
 	fclose(f);
 	ck_assert_msg(strncmp(comm, "hearthd", 7) == 0, "%s", comm);
-	ck_assert(log_has("listening on the socket from systemd"));
-	ck_assert(log_has("listening on the admin socket from systemd"));
+	ck_assert(td_log_has(&g_d, "listening on the socket from systemd"));
+	ck_assert(td_log_has(&g_d,
+	    "listening on the admin socket from systemd"));
 	id = gen(&c, "tiny", 5);
 	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
 	ck_assert_msg(g->done, "%s", g->msg);
@@ -760,8 +531,8 @@ START_TEST(test_socket_activation)
 	proto_response_free(&resp);
 	tc_close(&c);
 	/* it stops cleanly and leaves systemd's sockets alone */
-	ck_assert_int_eq(daemon_stop(), 0);
-	ck_assert_int_eq(stat(g_sock, &st), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
+	ck_assert_int_eq(stat(g_d.sock, &st), 0);
 	ck_assert(S_ISSOCK(st.st_mode));
 	free(g);
 }
@@ -781,7 +552,7 @@ notify_open(struct notify *n)
 	struct sockaddr_un sun;
 
 	memset(n, 0, sizeof(*n));
-	snprintf(n->path, sizeof(n->path), "%s/notify.sock", g_dir);
+	snprintf(n->path, sizeof(n->path), "%s/notify.sock", g_d.dir);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	ck_assert_uint_lt(strlen(n->path), sizeof(sun.sun_path));
@@ -867,17 +638,18 @@ START_TEST(test_notify)
 
 	notify_open(&n);
 	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", n.path);
-	write_file(g_conf, "[daemon]\ndrain_timeout = 5s\n"
+	write_file(g_d.conf, "[daemon]\ndrain_timeout = 5s\n"
 	    "output_buffer = 4K\nsndbuf = 4K\n"
 	    "[model long]\npreload = yes\npin = yes\n");
-	daemon_start_env(NULL, env);
+	g_d.env = env;
+	td_start(&g_d);
 	/* READY=1 comes once the preloaded model is resident */
 	ck_assert_msg(notify_wait(&n, "READY=1", 5000), "%s", n.seen);
 	p = strstr(n.seen, "READY=1");
 	ck_assert_msg(strstr(p, "STATUS=1 model resident") != NULL, "%s",
 	    n.seen);
-	ck_assert(log_has("registry: loaded long"));
-	tc_open_at(&c, g_sock);
+	ck_assert(td_log_has(&g_d, "registry: loaded long"));
+	tc_open_at(&c, g_d.sock);
 	ck_assert(ps_has(&c, "long"));
 	/* the watchdog is fed at half the interval */
 	n.len = 0;
@@ -894,16 +666,16 @@ START_TEST(test_notify)
 	    n.seen);
 	/* SIGHUP: RELOADING=1, then READY=1 again */
 	n.len = 0;
-	kill(g_pid, SIGHUP);
+	kill(g_d.pid, SIGHUP);
 	ck_assert_msg(notify_wait(&n, "RELOADING=1", 3000), "%s", n.seen);
 	ck_assert_msg(strstr(n.seen, "MONOTONIC_USEC=") != NULL, "%s",
 	    n.seen);
 	ck_assert_msg(notify_wait(&n, "READY=1", 3000), "%s", n.seen);
 	tc_close(&c);
 	/* SIGTERM: STOPPING=1, exit 0 */
-	kill(g_pid, SIGTERM);
+	kill(g_d.pid, SIGTERM);
 	ck_assert_msg(notify_wait(&n, "STOPPING=1", 3000), "%s", n.seen);
-	ck_assert_int_eq(daemon_wait(5000), 0);
+	ck_assert_int_eq(td_wait(&g_d, 5000), 0);
 	close(n.fd);
 	free(g);
 }
@@ -955,9 +727,9 @@ static void
 access_setup(void)
 {
 	setup();
-	write_file(g_conf, access_conf);
+	write_file(g_d.conf, access_conf);
 	if (is_root())
-		daemon_start();
+		td_start(&g_d);
 }
 
 /* The guest: its models, admin refused, a list of what it may use. */
@@ -1096,13 +868,13 @@ START_TEST(test_access_models)
 	}
 	if (!must_as_user(GUEST_UID, child_guest_models, NULL))
 		goto out;
-	ck_assert(log_has("access: uid 65534"));
-	ck_assert(log_has("denied by [access guests]: model 'secret' not "
-	    "allowed"));
+	ck_assert(td_log_has(&g_d, "access: uid 65534"));
+	ck_assert(td_log_has(&g_d, "denied by [access guests]: model 'secret' "
+	    "not allowed"));
 	ck_assert(must_as_user(OTHER_UID, child_other, NULL));
 	ck_assert(must_as_user(CLAMP_UID, child_clamped, NULL));
 	/* root falls to [access default] too */
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	id = gen(&c, "secret", 2);
 	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
 	ck_assert_msg(g->done, "%s", g->msg);
@@ -1140,7 +912,7 @@ child_guest_limits(void *arg, char *msg, size_t size)
 	/* a third connection is fine, a fourth is refused */
 	if (child_open(&x, msg, size) < 0)
 		return -1;
-	CHILD_CHECK((fd = tc_connect(g_sock)) >= 0, "connect");
+	CHILD_CHECK((fd = tc_connect(g_d.sock)) >= 0, "connect");
 	y.fd = fd;
 	y.rd = NULL;
 	CHILD_CHECK(proto_reader_new(PROTO_MAX_FRAME_DEFAULT, &y.rd) == 0,
@@ -1200,7 +972,7 @@ START_TEST(test_access_limits)
 	}
 	if (!must_as_user(GUEST_UID, child_guest_limits, NULL))
 		return;
-	ck_assert(log_has("access: uid 65534 pid"));
+	ck_assert(td_log_has(&g_d, "access: uid 65534 pid"));
 }
 END_TEST
 
@@ -1306,14 +1078,14 @@ START_TEST(test_paths)
 	struct tc c;
 	int64_t id;
 
-	write_file(g_conf, "[daemon]\nexternal_links = no\n");
-	ck_assert_int_eq(mkfifo(model_path("fifo"), 0600), 0);
-	ck_assert_int_eq(symlink("/dev/null", model_path("null")), 0);
-	snprintf(path, sizeof(path), "%s/outside.gguf", g_dir);
-	ck_assert_int_eq(link(model_path("tiny"), path), 0);
-	ck_assert_int_eq(symlink(path, model_path("outside")), 0);
-	daemon_start();
-	tc_open_at(&c, g_sock);
+	write_file(g_d.conf, "[daemon]\nexternal_links = no\n");
+	ck_assert_int_eq(mkfifo(td_model_path(&g_d, "fifo"), 0600), 0);
+	ck_assert_int_eq(symlink("/dev/null", td_model_path(&g_d, "null")), 0);
+	snprintf(path, sizeof(path), "%s/outside.gguf", g_d.dir);
+	ck_assert_int_eq(link(td_model_path(&g_d, "tiny"), path), 0);
+	ck_assert_int_eq(symlink(path, td_model_path(&g_d, "outside")), 0);
+	td_start(&g_d);
+	tc_open_at(&c, g_d.sock);
 	id = gen(&c, "fifo", 2);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_NOT_FOUND,
 	    "not a regular file");
@@ -1324,11 +1096,11 @@ START_TEST(test_paths)
 	id = gen(&c, "../models/tiny", 2);
 	ck_assert_int_lt(id, 0);	/* the client refuses to send it */
 	tc_close(&c);
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 	/* with external_links a device is still not a model */
-	write_file(g_conf, "[daemon]\nexternal_links = yes\n");
-	daemon_start();
-	tc_open_at(&c, g_sock);
+	write_file(g_d.conf, "[daemon]\nexternal_links = yes\n");
+	td_start(&g_d);
+	tc_open_at(&c, g_d.sock);
 	id = gen(&c, "null", 2);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_NOT_FOUND,
 	    "not a regular file");
@@ -1348,10 +1120,10 @@ START_TEST(test_model_section)
 	uint32_t k;
 	int i;
 
-	write_file(g_conf, "[daemon]\nmax_models = 1\n"
+	write_file(g_d.conf, "[daemon]\nmax_models = 1\n"
 	    "[model tiny]\nn_ctx = 64\ntemplate = chatml\npin = yes\n");
-	daemon_start();
-	tc_open_at(&c, g_sock);
+	td_start(&g_d);
+	tc_open_at(&c, g_d.sock);
 	/* the context of the section */
 	for (i = 0; i < 100; i++)
 		ids[i] = 300 + i;
@@ -1382,9 +1154,10 @@ START_TEST(test_model_section)
 	id = gen(&c, "secret", 2);
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_BUSY, "resident");
 	/* a reload unpins it: then it makes room */
-	write_file(g_conf, "[daemon]\nmax_models = 1\n");
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait("tiny is no longer pinned"));
+	write_file(g_d.conf, "[daemon]\nmax_models = 1\n");
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, "tiny is no longer pinned", 1,
+	    LOG_WAIT_MS));
 	id = gen(&c, "secret", 2);
 	{
 		struct gen *g = gen_new();
@@ -1400,20 +1173,22 @@ END_TEST
 /* The admin socket: mode 0600, load allowed there only. */
 START_TEST(test_admin_socket)
 {
+	const char *admin[] = { "-a", g_admin, NULL };
 	struct proto_response resp;
 	struct stat st;
 	struct tc c;
 	int64_t id;
 
-	write_file(g_conf, "[daemon]\n");
-	daemon_start_env("-a", NULL);
+	write_file(g_d.conf, "[daemon]\n");
+	g_d.args = admin;
+	td_start(&g_d);
 	ck_assert_int_eq(stat(g_admin, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 0777, 0600);
-	ck_assert_int_eq(stat(g_sock, &st), 0);
+	ck_assert_int_eq(stat(g_d.sock, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 0777, is_root() ? 0666 : 0600);
 	/* no [access] sections: everyone may use every model, but load and
 	 * unload are for the admin socket */
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	id = tc_simple(&c, PROTO_MSG_LOAD, "tiny");
 	tc_expect_error(&c, (uint64_t)id, PROTO_E_DENIED,
 	    "denied by the built-in rules: load needs admin");
@@ -1433,10 +1208,10 @@ START_TEST(test_admin_socket)
 	tc_expect_reply(&c, (uint64_t)id, PROTO_MSG_UNLOAD, &resp);
 	proto_response_free(&resp);
 	tc_close(&c);
-	ck_assert_int_eq(daemon_stop(), 0);
+	ck_assert_int_eq(td_stop(&g_d), 0);
 	/* both socket files are gone */
 	ck_assert_int_eq(stat(g_admin, &st), -1);
-	ck_assert_int_eq(stat(g_sock, &st), -1);
+	ck_assert_int_eq(stat(g_d.sock, &st), -1);
 }
 END_TEST
 
@@ -1554,9 +1329,9 @@ START_TEST(test_reload_rule)
 	    "user = 65534\nmodels = tiny secret\n", a, sizeof(a));
 	replace_text(a, "user = 65532\nmodels = long\n",
 	    "user = 65532\nmodels = tiny\n", b, sizeof(b));
-	write_file(g_conf, b);
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait("reload: "));
+	write_file(g_d.conf, b);
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, "reload: ", 1, LOG_WAIT_MS));
 	for (i = 0; i < 100; i++) {
 		if ((r = as_user(GUEST_UID, child_probe, "secret", msg,
 		    sizeof(msg))) == 0)
@@ -1586,18 +1361,18 @@ START_TEST(test_reload_broken)
 		fprintf(stderr, "SKIP: access tests need root (setuid)\n");
 		return;
 	}
-	write_file(g_conf, "[daemon]\ndrain_timeout = 1s\n\n"
+	write_file(g_d.conf, "[daemon]\ndrain_timeout = 1s\n\n"
 	    "[access guests]\nuser = 65534\nmodels = *\nmax_tokens = none\n");
-	kill(g_pid, SIGHUP);
-	ck_assert(log_wait("hearth.conf:7: max_tokens: 'none' is not a "
-	    "number"));
-	ck_assert(log_has("keeping the configuration in use"));
+	kill(g_d.pid, SIGHUP);
+	ck_assert(td_log_wait(&g_d, "hearth.conf:7: max_tokens: 'none' is "
+	    "not a number", 1, LOG_WAIT_MS));
+	ck_assert(td_log_has(&g_d, "keeping the configuration in use"));
 	/* the old rules still apply */
 	ck_assert_int_eq(as_user(GUEST_UID, child_probe, "secret", msg,
 	    sizeof(msg)), 1);
 	ck_assert_int_eq(as_user(GUEST_UID, child_probe, "tiny", msg,
 	    sizeof(msg)), 0);
-	tc_open_at(&c, g_sock);
+	tc_open_at(&c, g_d.sock);
 	tc_ping(&c);
 	tc_close(&c);
 }
@@ -1652,10 +1427,10 @@ START_TEST(test_fairness)
 		return;
 	}
 	/* one slot: requests run one after the other */
-	write_file(g_conf, "[daemon]\nn_parallel = 1\noutput_buffer = 4K\n"
+	write_file(g_d.conf, "[daemon]\nn_parallel = 1\noutput_buffer = 4K\n"
 	    "sndbuf = 4K\ndrain_timeout = 1s\n");
-	daemon_start();
-	tc_open_at(&c, g_sock);
+	td_start(&g_d);
+	tc_open_at(&c, g_d.sock);
 	/* A (root): a stream that pauses holding the slot, and two more
 	 * requests behind it, in one write */
 	proto_buf_init(&b);
@@ -1692,7 +1467,7 @@ START_TEST(test_fairness)
 	ck_assert_int_eq(read(ready[0], &ch, 1), 1);
 	close(ready[0]);
 	/* B's request is queued when the model has two connections' work */
-	tc_open_at(&q, g_sock);
+	tc_open_at(&q, g_d.sock);
 	for (i = 0; ps_clients(&q, "long") < 2; i++) {
 		ck_assert_msg(i < 1000 * timeout_scale(), "B never queued");
 		usleep(10000);
@@ -1744,22 +1519,23 @@ START_TEST(test_drain_finish)
 		fprintf(stderr, "SKIP: access tests need root (setuid)\n");
 		return;
 	}
-	write_file(g_conf, "[daemon]\ndrain_timeout = 20s\noutput_buffer = 4K\n"
-	    "sndbuf = 4K\n");
-	daemon_start();
+	write_file(g_d.conf, "[daemon]\ndrain_timeout = 20s\n"
+	    "output_buffer = 4K\nsndbuf = 4K\n");
+	td_start(&g_d);
 	pid = start_stream(&j, &go, GUEST_UID, PAUSED_TOKENS);
-	kill(g_pid, SIGTERM);
-	ck_assert(log_wait("draining: 1 request running"));
+	kill(g_d.pid, SIGTERM);
+	ck_assert(td_log_wait(&g_d, "draining: 1 request running", 1,
+	    LOG_WAIT_MS));
 	/* no new connections */
-	ck_assert_int_eq(stat(g_sock, &st), -1);
-	ck_assert_int_lt(tc_connect(g_sock), 0);
+	ck_assert_int_eq(stat(g_d.sock, &st), -1);
+	ck_assert_int_lt(tc_connect(g_d.sock), 0);
 	/* the stream finishes, then hearthd exits 0 */
 	ck_assert_int_eq(write(go, "g", 1), 1);
 	close(go);
 	waitpid(pid, &s, 0);
 	ck_assert_msg(WIFEXITED(s) && WEXITSTATUS(s) == 0, "stream: %d", s);
-	ck_assert_int_eq(daemon_wait(5000), 0);
-	ck_assert(log_has("every request has ended"));
+	ck_assert_int_eq(td_wait(&g_d, 5000), 0);
+	ck_assert(td_log_has(&g_d, "every request has ended"));
 }
 END_TEST
 
@@ -1769,20 +1545,20 @@ START_TEST(test_drain_deadline)
 	struct tc c;
 	int64_t id;
 
-	write_file(g_conf, "[daemon]\ndrain_timeout = 200ms\n"
+	write_file(g_d.conf, "[daemon]\ndrain_timeout = 200ms\n"
 	    "output_buffer = 4K\nsndbuf = 4K\n");
-	daemon_start();
-	tc_open_at(&c, g_sock);
+	td_start(&g_d);
+	tc_open_at(&c, g_d.sock);
 	id = gen(&c, "long", LONG_TOKENS);
 	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 1), 1);
-	kill(g_pid, SIGTERM);
+	kill(g_d.pid, SIGTERM);
 	/* the stream is ended with an error event; hearthd exits 0 */
 	ck_assert_int_eq(tc_collect(&c, (uint64_t)id, g, 0), 0);
-	ck_assert_int_eq(daemon_wait(5000), 0);
+	ck_assert_int_eq(td_wait(&g_d, 5000), 0);
 	ck_assert(!g->done);
 	ck_assert_msg(g->error == PROTO_E_BUSY, "%d: %s", g->error, g->msg);
 	ck_assert_msg(strstr(g->msg, "shutting down") != NULL, "%s", g->msg);
-	ck_assert(log_has("drain_timeout: ending 1 request"));
+	ck_assert(td_log_has(&g_d, "drain_timeout: ending 1 request"));
 	tc_close(&c);
 	free(g);
 }
