@@ -16,7 +16,6 @@
  * than 5%, or when the daemon does not stop cleanly.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,9 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,8 +49,7 @@ struct prompt {
 
 static struct prompt	g_prompts[N_PROMPTS];
 static char		g_dir[256];	/* temporary directory */
-static char		g_sock[512];	/* the daemon's socket */
-static pid_t		g_pid = -1;	/* the daemon */
+static struct td	g_d;		/* the daemon */
 static double		g_end;		/* monotonic end of the run */
 static atomic_long	g_rss_max;	/* kB, during the run */
 static atomic_int	g_stop_sampler;
@@ -78,18 +74,7 @@ now(void)
 static long
 daemon_rss_kb(void)
 {
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)g_pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	return td_status_kb(g_d.pid, "VmRSS");
 }
 
 /* ---- setup ------------------------------------------------------------- */
@@ -166,64 +151,42 @@ make_prompts(void)
 	}
 }
 
+/* The daemon's paths (and its models directory) under g_dir. */
+static int
+setup_daemon(void)
+{
+	if (td_init(&g_d, g_dir) != 0)
+		return -1;
+	snprintf(g_d.sock, sizeof(g_d.sock), "%s/hearth.sock", g_dir);
+	g_d.quiet = true;
+	g_d.threads = NULL;
+	return 0;
+}
+
 static int
 start_daemon(void)
 {
-	char conf[600], log[600], models[600];
-	const char *b = getenv("HEARTH_BUILDDIR");
-	char bin[4096];
 	FILE *f;
-	int i, fd;
 
-	snprintf(conf, sizeof(conf), "%s/hearthd.conf", g_dir);
-	snprintf(log, sizeof(log), "%s/daemon.log", g_dir);
-	snprintf(models, sizeof(models), "%s/models", g_dir);
-	snprintf(bin, sizeof(bin), "%s/hearthd", b != NULL && *b ? b : ".");
-	if ((f = fopen(conf, "w")) == NULL)
+	if ((f = fopen(g_d.conf, "w")) == NULL)
 		return -1;
 	fprintf(f, "[daemon]\nkeep_alive = -1\nn_parallel = 16\n"
 	    "max_queue = 256\nmax_connections = 256\nmax_requests = 8\n"
 	    "output_buffer = 64K\npause_timeout = 10s\nmax_models = 4\n"
 	    "drain_timeout = 1s\n");
 	fclose(f);
-	if ((g_pid = fork()) < 0)
+	if (td_start_st(&g_d, NULL) != 0) {
+		fprintf(stderr, "hearth-load: hearthd did not start (see %s)\n",
+		    g_d.log);
 		return -1;
-	if (g_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		execl(bin, "hearthd", "-s", g_sock, "-m", models, "-c", conf,
-		    (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
 	}
-	for (i = 0; i < 1000; i++) {
-		if ((fd = tc_connect(g_sock)) >= 0) {
-			close(fd);
-			return 0;
-		}
-		if (waitpid(g_pid, NULL, WNOHANG) == g_pid)
-			break;
-		usleep(10000);
-	}
-	fprintf(stderr, "hearth-load: hearthd did not start (see %s)\n", log);
-	return -1;
+	return 0;
 }
 
 static int
 stop_daemon(void)
 {
-	int st, i;
-
-	kill(g_pid, SIGTERM);
-	for (i = 0; i < 1000; i++) {
-		if (waitpid(g_pid, &st, WNOHANG) == g_pid)
-			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-		usleep(10000);
-	}
-	kill(g_pid, SIGKILL);
-	waitpid(g_pid, &st, 0);
-	return -1;
+	return td_stop(&g_d);
 }
 
 /* ---- a client ---------------------------------------------------------- */
@@ -235,7 +198,7 @@ client_open(struct tc *c)
 	struct proto_request r;
 	int rc;
 
-	if (tc_open_raw_at(c, g_sock) != 0)
+	if (tc_open_raw_at(c, g_d.sock) != 0)
 		return -1;
 	proto_request_init(&r, PROTO_MSG_HELLO, 0);
 	r.u.hello.version = PROTO_VERSION;
@@ -538,15 +501,13 @@ main(void)
 		perror("mkdtemp");
 		return 2;
 	}
-	snprintf(cmd, sizeof(cmd), "%s/models", g_dir);
-	mkdir(cmd, 0700);
-	snprintf(g_sock, sizeof(g_sock), "%s/hearth.sock", g_dir);
 	if ((g_lat = calloc(MAX_LAT, sizeof(*g_lat))) == NULL ||
-	    write_models() != 0 || start_daemon() != 0)
+	    setup_daemon() != 0 || write_models() != 0 ||
+	    start_daemon() != 0)
 		return 2;
 	make_prompts();
 	printf("hearth-load: %d clients, %d s, %d prompts on 3 models, "
-	    "daemon pid %d\n", n_clients, seconds, N_PROMPTS, (int)g_pid);
+	    "daemon pid %d\n", n_clients, seconds, N_PROMPTS, (int)g_d.pid);
 	/* the warm-up: loads the models, gives the alone answers */
 	if (compute_alone() != 0 || compute_alone() != 0) {
 		stop_daemon();
