@@ -170,6 +170,7 @@ static uint64_t
 bw_read512(const uint8_t *p, size_t n)
 {
 	__m512i	 a = _mm512_setzero_si512(), b = a, c = a, d = a;
+	uint64_t lanes[8], sum = 0;
 	size_t	 i;
 
 	for (i = 0; i + 256 <= n; i += 256) {
@@ -179,7 +180,12 @@ bw_read512(const uint8_t *p, size_t n)
 		d = _mm512_add_epi64(d, _mm512_load_si512(p + i + 192));
 	}
 	a = _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d));
-	return (uint64_t)_mm512_reduce_add_epi64(a);
+	/* not _mm512_reduce_add_epi64: its C fallback adds signed long
+	 * longs, which may overflow (undefined; UBSan stops there) */
+	_mm512_storeu_si512(lanes, a);
+	for (i = 0; i < 8; i++)
+		sum += lanes[i];
+	return sum;
 }
 #endif
 
