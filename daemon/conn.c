@@ -456,8 +456,7 @@ conn_req_end(struct dreq *d)
 	if (d->counted)
 		c->user->n_active--;
 	srv_changed(c->srv);
-	if (d->model != NULL)
-		reg_detach(d);
+	reg_detach(d);
 	proto_request_free(&d->req);
 	free(d);
 }

@@ -36,6 +36,8 @@ enum dreq_state {
 	DREQ_RUNNING,		/* submitted to the model's scheduler */
 	DREQ_HELD,		/* in its user's held list: over the user's
 				 * max_requests, waiting for one to end */
+	DREQ_META,		/* list, show, render: waiting for GGUF
+				 * headers (the d of a reg_meta) */
 };
 
 /* A request that outlives its frame: it waits for a model or runs. */
@@ -44,7 +46,10 @@ struct dreq {
 	uint64_t		 id;		/* client's id */
 	enum proto_msg		 type;
 	enum dreq_state		 state;
-	struct reg_model	*model;		/* NULL when DREQ_NONE */
+	struct reg_model	*model;		/* WAITING, UNLOADING, RUNNING:
+						 * its model; NONE: its model
+						 * between reg_use and running,
+						 * or NULL; HELD, META: NULL */
 	struct proto_request	 req;		/* WAITING, HELD: the decoded
 						 * request (owned); else empty */
 	bool			 counted;	/* in its user's n_active */

@@ -620,8 +620,19 @@ model_set_threads(struct model *m, uint32_t n_threads)
 		n_threads = model_default_threads();
 	if ((r = kern_pool_new(n_threads, &p)) < 0)
 		return r;
-	kern_pool_free(m->pool);
-	m->pool = p;
+	return model_set_pool(m, p);
+}
+
+int
+model_set_pool(struct model *m, struct kern_pool *pool)
+{
+	/* an open model always has a pool */
+	if (pool == NULL)
+		return -EINVAL;
+	if (pool != m->pool) {
+		kern_pool_free(m->pool);
+		m->pool = pool;
+	}
 	return 0;
 }
 

@@ -144,6 +144,13 @@ void model_free(struct model *m);	/* accepts NULL */
  * stays).
  */
 int      model_set_threads(struct model *m, uint32_t n_threads);
+/*
+ * Give m another worker pool (e.g. pinned to a placement's CPUs): m
+ * takes pool over and frees its old one; never while a forward pass of
+ * the model runs. 0, or -EINVAL when pool is NULL (m keeps its pool,
+ * the caller keeps pool).
+ */
+int      model_set_pool(struct model *m, struct kern_pool *pool);
 uint32_t model_threads(const struct model *m);
 
 const char *model_arch_name(enum model_arch arch);

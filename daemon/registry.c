@@ -138,10 +138,8 @@ struct registry {
 	uint64_t		 gone_generated;
 	struct numa_usage	 usage;		/* placements of admitted models */
 	/* header threads */
-	struct reg_model	 meta_mark;	/* d->model of requests waiting
-						 * for headers (a mark, not a
-						 * model) */
-	TAILQ_HEAD(, reg_meta)	 metas;		/* waiting for headers */
+	TAILQ_HEAD(, reg_meta)	 metas;		/* waiting for headers (their
+						 * requests are DREQ_META) */
 	TAILQ_HEAD(, reg_job)	 jobs;		/* asked, not handled yet */
 	struct event		*ev_meta;	/* headers are done */
 	sem_t			 meta_sem;	/* one post a job to read, and
@@ -236,9 +234,6 @@ reg_new(struct srv *s, const char *dir, struct registry **out, char *err,
 		snprintf(err, errsize, "semaphore: %s", strerror(errno));
 		return -ENOMEM;
 	}
-	r->meta_mark.reg = r;
-	TAILQ_INIT(&r->meta_mark.waiters);
-	TAILQ_INIT(&r->meta_mark.unloaders);
 	*out = r;
 	return 0;
 }
@@ -687,12 +682,14 @@ reg_meta_wait(struct reg_meta *m, struct dreq *d, struct proto_err *err)
 		    strerror(-rc));
 	}
 	m->d = d;
-	d->model = &m->reg->meta_mark;
-	d->state = DREQ_NONE;
+	d->state = DREQ_META;
 	return 0;
 }
 
-/* d (waiting for headers) ends before they are read. */
+/*
+ * d (DREQ_META) ends before its headers are read: the reads go on, m is
+ * dropped when they end.
+ */
 static void
 reg_meta_detach(struct registry *r, struct dreq *d)
 {
@@ -722,7 +719,6 @@ reg_meta_finish(struct reg_meta *m)
 	}
 	if (d != NULL) {
 		m->d = NULL;
-		d->model = NULL;
 		d->state = DREQ_NONE;
 		dispatch_meta_done(d, m);
 	}
@@ -977,9 +973,11 @@ reg_pin_threads(struct reg_model *rm, struct model *m, struct eng_err *err)
 	if ((r = kern_pool_new_cpus(n, cpus, &pool)) < 0)
 		return err_set(err, r, "cannot start %u worker threads: %s",
 		    n, strerror(-r));
-	/* model.h has no setter for a pool: replace the default one */
-	kern_pool_free(m->pool);
-	m->pool = pool;
+	if ((r = model_set_pool(m, pool)) < 0) {
+		kern_pool_free(pool);
+		return err_set(err, r, "cannot use the worker threads: %s",
+		    strerror(-r));
+	}
 	for (i = 0; i < n; i++)
 		if (kern_pool_cpu(pool, i) >= 0) {
 			numa_cpuset_add(&got, (uint32_t)kern_pool_cpu(pool, i));
@@ -1611,15 +1609,14 @@ reg_detach(struct dreq *d)
 {
 	struct reg_model *rm = d->model;
 
-	if (rm == NULL)
-		return;
-	if (rm == &rm->reg->meta_mark) {
-		/* waiting for headers */
-		reg_meta_detach(rm->reg, d);
-		d->model = NULL;
+	if (d->state == DREQ_META) {
+		if (d->conn->srv->reg != NULL)
+			reg_meta_detach(d->conn->srv->reg, d);
 		d->state = DREQ_NONE;
 		return;
 	}
+	if (rm == NULL)
+		return;
 	switch (d->state) {
 	case DREQ_WAITING:
 		TAILQ_REMOVE(&rm->waiters, d, model_entry);
@@ -1633,6 +1630,7 @@ reg_detach(struct dreq *d)
 		break;
 	case DREQ_NONE:
 	case DREQ_HELD:
+	case DREQ_META:
 		break;
 	}
 	d->model = NULL;

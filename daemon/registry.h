@@ -183,7 +183,10 @@ uint64_t reg_model_weights(const struct reg_model *rm);
 /* Link d to rm: waiting (rm not resident) or running. */
 void	reg_wait(struct reg_model *rm, struct dreq *d);
 void	reg_running(struct reg_model *rm, struct dreq *d);
-/* Unlink d from its model (ended, cancelled or dropped). */
+/*
+ * Unlink d from its model, or from the headers it waits for (DREQ_META):
+ * it ended, was cancelled or dropped. Then DREQ_NONE, no model.
+ */
 void	reg_detach(struct dreq *d);
 /*
  * Unload a model: 1 when nothing was resident or it is gone now (answer
@@ -198,7 +201,8 @@ void	reg_progress(struct reg_model *rm, uint64_t done, uint64_t total);
 void	reg_loaded(struct reg_model *rm, struct model *m, struct sched *s,
 	    int rc, const char *msg);
 
-/* A connection's requests are gone / paused: tell every scheduler. */
+/* A connection's requests are gone / paused: tell every scheduler (each
+ * request is then ended, and reg_detach'ed, by conn_req_end). */
 void	reg_drop_conn(struct registry *r, uint64_t conn_id);
 void	reg_pause_conn(struct registry *r, uint64_t conn_id, bool paused);
 
@@ -245,9 +249,10 @@ int	reg_meta_new(struct registry *r, const struct proto_request *req,
 bool	reg_meta_ready(const struct reg_meta *m);
 /*
  * Read the missing headers on a header thread. d (DREQ_NONE, its
- * decoded request in d->req) waits: dispatch_meta_done(d, m) is called
- * on the loop once they are read (and then m is freed); if d ends first
- * (its connection closed, shutdown), m is dropped when the reads end.
+ * decoded request in d->req) waits in state DREQ_META:
+ * dispatch_meta_done(d, m) is called on the loop once they are read (d
+ * then DREQ_NONE; m freed after); if d ends first (reg_detach), m is
+ * dropped when the reads end.
  * 0, or -errno with err (m is then freed, d untouched).
  */
 int	reg_meta_wait(struct reg_meta *m, struct dreq *d,
