@@ -2320,6 +2320,7 @@ START_TEST(test_simd_attention_q8)
 	static const size_t	 hds[] = { 32, 64, 96, 128, 256, 288 };
 	static const size_t	 keys[] = { 1, 15, 16, 17, 33, 100, 257 };
 	static const size_t	 nqs[] = { 1, 4, 7 };
+	static const size_t	 rows[] = { 1, 3, 19 };
 	struct attn_worst	 w = { 0, 0 };
 	uint64_t		 st = 0x8a77;
 	size_t			 ti, hi, ki;
@@ -2328,7 +2329,10 @@ START_TEST(test_simd_attention_q8)
 	for (hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
 	for (ki = 0; ki < sizeof(keys) / sizeof(keys[0]); ki++)
 		attn_case(kt[ti], vt[ti], hds[hi], keys[ki],
-		    nqs[(hi + ki) % 3], ki % 2 == 0 ? 1 : 3, &st, &w);
+		    nqs[(hi + ki) % 3], rows[(hi + ki + ti) % 3], &st, &w);
+	/* a prompt's rows: 10 rows of 8 heads */
+	for (ti = 0; ti < 3; ti++)
+		attn_case(kt[ti], vt[ti], 64, 5, 8, 10, &st, &w);
 	printf("attention q8_0: worst |simd - ref| / max|v| %.3g, "
 	    "|q8_0 - f16| / max|v| %.3g\n", w.simd, w.q8_f16);
 }
