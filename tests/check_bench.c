@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -66,26 +65,13 @@ bench_setup(void)
 static int
 bench_run(const char *env, const char *args, char **out, char **err)
 {
-	char	 cmd[16384], op[4200], ep[4200];
-	uint8_t	*buf;
-	size_t	 len;
+	char	 cmd[16384];
 	int	 st;
 
-	snprintf(op, sizeof(op), "%s.out", tu_tmpfile("run"));
-	snprintf(ep, sizeof(ep), "%s.err", tu_tmpfile("run"));
-	snprintf(cmd, sizeof(cmd), "%s '%s' %s >'%s' 2>'%s'", env, g_bin,
-	    args, op, ep);
-	st = system(cmd);
+	snprintf(cmd, sizeof(cmd), "%s '%s' %s", env, g_bin, args);
+	st = tu_sh(cmd, out, err);
 	ck_assert_int_ne(st, -1);
-	ck_assert_ptr_nonnull(buf = tu_read_file(op, &len));
-	ck_assert_ptr_nonnull(buf = realloc(buf, len + 1));
-	buf[len] = '\0';
-	*out = (char *)buf;
-	ck_assert_ptr_nonnull(buf = tu_read_file(ep, &len));
-	ck_assert_ptr_nonnull(buf = realloc(buf, len + 1));
-	buf[len] = '\0';
-	*err = (char *)buf;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return st;
 }
 
 /* The object of a JSON array whose "test" is name. */

@@ -1784,30 +1784,14 @@ END_TEST
 static int
 sh(const char *cmd, char **out, char **err)
 {
-	char	 full[16384], op[4200], ep[4200];
-	size_t	 len;
+	char	 full[16384];
 	int	 st;
 
-	snprintf(op, sizeof(op), "%s/sh-%d.out", tu_tmpdir(), (int)getpid());
-	snprintf(ep, sizeof(ep), "%s/sh-%d.err", tu_tmpdir(), (int)getpid());
 	xsnprintf(full, sizeof(full), "HEARTH='%s/hearth'; SOCK='%s'; "
-	    "export HEARTH SOCK; ( %s ) >'%s' 2>'%s'", td_builddir(), g_d.sock,
-	    cmd, op, ep);
-	st = system(full);
+	    "export HEARTH SOCK; %s", td_builddir(), g_d.sock, cmd);
+	st = tu_sh(full, out, err);
 	ck_assert_int_ne(st, -1);
-	if (out != NULL) {
-		*out = (char *)tu_read_file(op, &len);
-		ck_assert_ptr_nonnull(*out);
-		*out = realloc(*out, len + 1);
-		(*out)[len] = '\0';
-	}
-	if (err != NULL) {
-		*err = (char *)tu_read_file(ep, &len);
-		ck_assert_ptr_nonnull(*err);
-		*err = realloc(*err, len + 1);
-		(*err)[len] = '\0';
-	}
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return st;
 }
 
 static bool

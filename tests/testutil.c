@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -151,4 +152,57 @@ tu_rand_normal(uint64_t *state)
 	while (u1 <= 1e-300);
 	u2 = (double)(tu_rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
 	return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* A file as a NUL-terminated string, removed after; NULL on error. */
+static char *
+tu_take_text(const char *path)
+{
+	uint8_t	*buf, *s;
+	size_t	 len;
+
+	buf = tu_read_file(path, &len);
+	unlink(path);
+	if (buf == NULL || (s = realloc(buf, len + 1)) == NULL) {
+		free(buf);
+		return NULL;
+	}
+	s[len] = '\0';
+	return (char *)s;
+}
+
+int
+tu_sh(const char *cmd, char **out, char **err)
+{
+	static unsigned	 n;
+	char		 op[PATH_MAX], ep[PATH_MAX], *full, *o, *e;
+	size_t		 size;
+	int		 st;
+
+	snprintf(op, sizeof(op), "%s/sh-%d-%u.out", tu_tmpdir(), (int)getpid(),
+	    n);
+	snprintf(ep, sizeof(ep), "%s/sh-%d-%u.err", tu_tmpdir(), (int)getpid(),
+	    n++);
+	size = strlen(cmd) + strlen(op) + strlen(ep) + 32;
+	if ((full = malloc(size)) == NULL)
+		return -1;
+	snprintf(full, size, "( %s ) >'%s' 2>'%s'", cmd, op, ep);
+	st = system(full);
+	free(full);
+	o = tu_take_text(op);
+	e = tu_take_text(ep);
+	if (st == -1 || o == NULL || e == NULL) {
+		free(o);
+		free(e);
+		return -1;
+	}
+	if (out != NULL)
+		*out = o;
+	else
+		free(o);
+	if (err != NULL)
+		*err = e;
+	else
+		free(e);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

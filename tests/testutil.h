@@ -25,6 +25,12 @@ const char *tu_tmpfile(const char *name);
 uint8_t *tu_read_file(const char *path, size_t *len);
 /* Write a buffer to a file; 0 or -errno. */
 int tu_write_file(const char *path, const void *buf, size_t len);
+/*
+ * Run cmd with sh -c, its stdout and stderr captured in *out and *err
+ * (malloc'd, NUL-terminated; either may be NULL): its exit status, 128 + the signal that
+ * ended it, or -1 (nothing stored) when it could not be run or read.
+ */
+int tu_sh(const char *cmd, char **out, char **err);
 
 /* Deterministic random numbers (xorshift64*). */
 uint64_t tu_rand_u64(uint64_t *state);
